@@ -33,7 +33,9 @@ TAG_SETS = (
     {"owner": "alice"},
 )
 # Relative activity per hour of day (UTC) and per weekday (Mon..Sun).
-HOUR_WEIGHTS = np.array([2, 1, 1, 1, 1, 2, 3, 5, 8, 10, 11, 11, 10, 11, 12, 12, 11, 10, 8, 6, 5, 4, 3, 2], float)
+HOUR_WEIGHTS = np.array(
+    [2, 1, 1, 1, 1, 2, 3, 5, 8, 10, 11, 11, 10, 11, 12, 12, 11, 10, 8, 6, 5, 4, 3, 2], float
+)
 WEEKDAY_WEIGHTS = np.array([1.0, 1.05, 1.05, 1.0, 0.9, 0.3, 0.25])
 
 
@@ -45,7 +47,9 @@ class HistorySpec:
     end_ms: int = 0  # history covers [end_ms - days, end_ms)
 
 
-def team_locations(account_id: str, region: str, rng: np.random.Generator) -> list[tuple[str, str, str | None]]:
+def team_locations(
+    account_id: str, region: str, rng: np.random.Generator
+) -> list[tuple[str, str, str | None]]:
     """(bucket, key prefix, job name) choices for one region, most of them team buckets."""
     out: list[tuple[str, str, str | None]] = []
     for team in TEAMS:
@@ -109,7 +113,9 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
     # About 2% were cancelled by someone while still waiting.
     cancel = np.full(n, NEVER, dtype=np.int64)
     cancelled = rng.random(n) < 0.02
-    cancel[cancelled] = queued[cancelled] + ((started - queued)[cancelled] * rng.random(int(cancelled.sum()))).astype(np.int64)
+    cancel[cancelled] = queued[cancelled] + (
+        (started - queued)[cancelled] * rng.random(int(cancelled.sum()))
+    ).astype(np.int64)
 
     shots = np.empty(n, dtype=np.int64)
     for i, d in enumerate(DEVICES):
@@ -134,7 +140,12 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
         choices = team_locations(store.account_id, region_name, rng)
         location_ids = np.array([store.location_id(b, p) for b, p, _ in choices])
         job_ids = np.array(
-            [store.job_id(f"arn:aws:braket:{region_name}:{store.account_id}:job/{j}") if j else -1 for _, _, j in choices]
+            [
+                store.job_id(f"arn:aws:braket:{region_name}:{store.account_id}:job/{j}")
+                if j
+                else -1
+                for _, _, j in choices
+            ]
         )
         loc_weights = rng.gamma(0.8, 1.0, size=len(choices))
         pick = rng.choice(len(choices), size=len(mine), p=loc_weights / loc_weights.sum())

@@ -75,7 +75,13 @@ class BraketHandler(BaseHTTPRequestHandler):
 
     def _send_error(self, err: BraketError) -> None:
         body = orjson.dumps({"message": err.message})
-        self._send(err.http_status, body, {"x-amzn-ErrorType": f"{err.code}:http://internal.amazon.com/coral/com.amazonaws.braket/"})
+        self._send(
+            err.http_status,
+            body,
+            {
+                "x-amzn-ErrorType": f"{err.code}:http://internal.amazon.com/coral/com.amazonaws.braket/"
+            },
+        )
 
     def _region(self) -> str:
         auth = self.headers.get("Authorization", "")
@@ -84,9 +90,14 @@ class BraketHandler(BaseHTTPRequestHandler):
             raise BraketError("AccessDeniedException", "Missing Authentication Token")
         region, service = match.groups()
         if service != "braket":
-            raise BraketError("AccessDeniedException", f"Credential should be scoped to service 'braket', not '{service}'")
+            raise BraketError(
+                "AccessDeniedException",
+                f"Credential should be scoped to service 'braket', not '{service}'",
+            )
         if region not in REGIONS:
-            raise BraketError("AccessDeniedException", f"Amazon Braket is not available in region '{region}'")
+            raise BraketError(
+                "AccessDeniedException", f"Amazon Braket is not available in region '{region}'"
+            )
         return region
 
     def _dispatch(self, method: str) -> None:
@@ -98,8 +109,11 @@ class BraketHandler(BaseHTTPRequestHandler):
             match = pattern.match(parts.path)
             if match and route_method == method:
                 return self._braket(operation, match.groups(), parts.query, body)
-        self._send(404, orjson.dumps({"message": f"No route for {method} {parts.path}"}),
-                   {"x-amzn-ErrorType": "UnknownOperationException"})
+        self._send(
+            404,
+            orjson.dumps({"message": f"No route for {method} {parts.path}"}),
+            {"x-amzn-ErrorType": "UnknownOperationException"},
+        )
 
     def _braket(self, operation: str, groups, query: str, raw: bytes) -> None:
         emulator = self.emulator
@@ -116,7 +130,9 @@ class BraketHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.close()  # the client sees a reset connection, no response
                 return
-            return self._send_error(BraketError("InternalServiceException", "Internal service error"))
+            return self._send_error(
+                BraketError("InternalServiceException", "Internal service error")
+            )
         if not emulator.quotas.admit(region, operation):
             emulator.count(region, operation, "throttled")
             return self._send_error(BraketError("ThrottlingException", "Rate exceeded"))
@@ -142,7 +158,9 @@ class BraketHandler(BaseHTTPRequestHandler):
         except BraketError as err:
             return self._send_error(err)
         except orjson.JSONDecodeError as exc:
-            return self._send_error(BraketError("ValidationException", f"Request body is not valid JSON: {exc}"))
+            return self._send_error(
+                BraketError("ValidationException", f"Request body is not valid JSON: {exc}")
+            )
         self._send(status, orjson.dumps(result))
 
     def _admin(self, method: str, path: str, raw: bytes) -> None:
@@ -193,3 +211,24 @@ def serve_in_thread(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) 
     return server
 
 
+def serve_until_signalled(emulator: Emulator, host: str, port: int, out=None) -> None:
+    """Serve in the foreground; print the URL first; stop cleanly on SIGINT or SIGTERM."""
+    import signal
+    import sys
+
+    out = out or sys.stdout
+    server = make_server(emulator, host, port)
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    thread = threading.Thread(target=server.serve_forever, name="braket-emulator", daemon=True)
+    thread.start()
+    print(server.url, file=out, flush=True)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    print("emulator stopped", file=out, flush=True)

@@ -69,7 +69,9 @@ class Emulator:
         self._fault_rng = random.Random(config.seed)
         self._lifecycle_rng = np.random.default_rng(config.seed + 1)
         self._stats_lock = threading.Lock()
-        self.stats: dict = defaultdict(lambda: defaultdict(lambda: {"count": 0, "throttled": 0, "faulted": 0}))
+        self.stats: dict = defaultdict(
+            lambda: defaultdict(lambda: {"count": 0, "throttled": 0, "faulted": 0})
+        )
 
     # -- request gate: faults and quotas -----------------------------------------------------
 
@@ -99,7 +101,11 @@ class Emulator:
         if "filters" not in body:
             raise validation("filters is required (it may be an empty list)")
         max_results = body.get("maxResults", 100)
-        if not isinstance(max_results, int) or isinstance(max_results, bool) or not 1 <= max_results <= 100:
+        if (
+            not isinstance(max_results, int)
+            or isinstance(max_results, bool)
+            or not 1 <= max_results <= 100
+        ):
             raise validation(f"maxResults must be an integer from 1 to 100, got {max_results!r}")
         query = self.store.parse_filters(region, body["filters"])
         digest = _filters_digest(body["filters"])
@@ -135,7 +141,9 @@ class Emulator:
     def get_quantum_task(self, region: str, arn: str, attributes: list[str]) -> dict:
         for name in attributes:
             if name != "QueueInfo":
-                raise validation(f"additionalAttributeNames: {name!r} is not supported; use QueueInfo")
+                raise validation(
+                    f"additionalAttributeNames: {name!r} is not supported; use QueueInfo"
+                )
         with self.store.lock:
             tasks, seq = self.store.locate(arn)
             if tasks.region != region:
@@ -143,7 +151,12 @@ class Emulator:
             now = self.clock.now_ms()
             task = self.store.summaries(region, [seq], now, detail=True)[0]
             task["deviceParameters"] = orjson.dumps(
-                {"braketSchemaHeader": {"name": "braket.device_schema.device_parameters", "version": "1"}}
+                {
+                    "braketSchemaHeader": {
+                        "name": "braket.device_schema.device_parameters",
+                        "version": "1",
+                    }
+                }
             ).decode()
             if "QueueInfo" in attributes and task["status"] == "QUEUED":
                 task["queueInfo"] = {
@@ -158,7 +171,14 @@ class Emulator:
         return {"quantumTaskArn": arn, "cancellationStatus": status}
 
     def create_quantum_task(self, region: str, body: dict) -> dict:
-        for name in ("clientToken", "deviceArn", "shots", "outputS3Bucket", "outputS3KeyPrefix", "action"):
+        for name in (
+            "clientToken",
+            "deviceArn",
+            "shots",
+            "outputS3Bucket",
+            "outputS3KeyPrefix",
+            "action",
+        ):
             if name not in body:
                 raise validation(f"{name} is required")
         shots = body["shots"]
@@ -204,7 +224,9 @@ class Emulator:
         wanted = None
         for i, spec in enumerate(body["filters"]):
             if spec.get("name") != "deviceArn":
-                raise validation(f"filters[{i}].name {spec.get('name')!r} is not a filter; use deviceArn")
+                raise validation(
+                    f"filters[{i}].name {spec.get('name')!r} is not a filter; use deviceArn"
+                )
             wanted = set(spec.get("values") or [])
         devices = [
             _device_summary(d)
@@ -219,7 +241,10 @@ class Emulator:
             raise not_found(f"Device {arn} not found in {region}")
         out = _device_summary(device)
         out["deviceCapabilities"] = orjson.dumps(
-            {"service": {"shotsRange": [min(device.shots) or 0, 100000]}, "deviceType": device.device_type}
+            {
+                "service": {"shotsRange": [min(device.shots) or 0, 100000]},
+                "deviceType": device.device_type,
+            }
         ).decode()
         return out
 
@@ -250,7 +275,9 @@ class Emulator:
             parts = arn.split(":")
             region, uid = parts[3], parts[5].split("/", 1)[1]
             if parts[4] != self.store.account_id:
-                raise ValueError(f"account {parts[4]} is not the emulator's {self.store.account_id}")
+                raise ValueError(
+                    f"account {parts[4]} is not the emulator's {self.store.account_id}"
+                )
         else:
             region, uid = spec.get("region", "us-east-1"), str(uuid.uuid4())
         if region not in REGIONS:

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.emulator.devices import DEVICES, REGIONS
+from pipelines.braket.facts import REGIONS
+from pipelines.braket.facts import STATUSES as BRAKET_STATUSES
+from pipelines.emulator.devices import DEVICES
 from pipelines.emulator.errors import BraketError, not_found, validation
 from pipelines.emulator.timefmt import format_ms_many, parse_instant_ms
 
-STATUSES = ["CREATED", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED"]
+STATUSES = list(BRAKET_STATUSES)
 CREATED, QUEUED, RUNNING, COMPLETED, FAILED, CANCELLING, CANCELLED = range(7)
 KNOWN_STATUSES = frozenset(STATUSES)
 CANCEL_DELAY_MS = 5_000  # CANCELLING lasts this long before CANCELLED
@@ -79,7 +81,11 @@ class RegionTasks:
         created = self.cols["created"][self.n : need]
         was_sorted = self.sorted_len == self.n
         new_sorted = bool(np.all(created[1:] >= created[:-1])) if count > 1 else True
-        if was_sorted and new_sorted and (self.n == 0 or created[0] >= self.cols["created"][self.n - 1]):
+        if (
+            was_sorted
+            and new_sorted
+            and (self.n == 0 or created[0] >= self.cols["created"][self.n - 1])
+        ):
             self.sorted_len = need
         seqs = np.arange(self.n, need)
         self.uuids.extend(uuids)
@@ -198,8 +204,10 @@ class TaskStore:
     def locate(self, arn: str) -> tuple[RegionTasks, int]:
         """The task an ARN names, or ResourceNotFoundException (also past retention)."""
         parts = arn.split(":")
-        if len(parts) != 6 or parts[:3] != ["arn", "aws", "braket"] or not parts[5].startswith(
-            "quantum-task/"
+        if (
+            len(parts) != 6
+            or parts[:3] != ["arn", "aws", "braket"]
+            or not parts[5].startswith("quantum-task/")
         ):
             raise validation(f"Invalid quantum task ARN: {arn}")
         region, account, uid = parts[3], parts[4], parts[5][len("quantum-task/") :]
@@ -269,7 +277,9 @@ class TaskStore:
                     ids = [self.device_index[v] for v in values if v in self.device_index]
                     devices = _intersect(devices, ids)
                 elif name == "jobArn":
-                    jobs = _intersect(jobs, [self.job_index[v] for v in values if v in self.job_index])
+                    jobs = _intersect(
+                        jobs, [self.job_index[v] for v in values if v in self.job_index]
+                    )
                 else:
                     unknown = [v for v in values if v not in KNOWN_STATUSES]
                     if unknown:
@@ -424,7 +434,10 @@ class TaskStore:
         same = (tasks.cols["device"][:n] == tasks.cols["device"][seq]) & (
             tasks.status_codes(slice(0, n), now) == QUEUED
         )
-        return int(np.count_nonzero(same & (tasks.cols["started"][:n] < tasks.cols["started"][seq]))) + 1
+        return (
+            int(np.count_nonzero(same & (tasks.cols["started"][:n] < tasks.cols["started"][seq])))
+            + 1
+        )
 
     def all_summaries(self) -> list[dict]:
         """The ground truth: every task ever held, also those past the search retention."""

@@ -1,0 +1,115 @@
+"""The `braket-warehouse` command: emulator, sync, query, policy, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, time
+
+from pipelines.settings import SettingsError
+
+
+def _date(text: str):
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction from 0 to 1")
+    return value
+
+
+def emulator_config_from_args(args):
+    from pipelines.emulator.service import EmulatorConfig
+
+    end_ms = None
+    if args.end_date is not None:
+        # History ends at the close of that day.
+        end = datetime.combine(args.end_date, time.max, tzinfo=UTC)
+        end_ms = int(end.timestamp() * 1000) + 1
+    return EmulatorConfig(
+        seed=args.seed,
+        tasks=args.tasks,
+        days=args.days,
+        end_ms=end_ms,
+        throttle=args.throttle == "aws",
+        fault_rate=args.fault_rate,
+        latency_ms=args.latency_ms,
+        frozen_clock=args.clock == "frozen",
+        retention_days=args.retention_days,
+    )
+
+
+def add_emulator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic history")
+    parser.add_argument("--tasks", type=int, default=20_000, help="tasks in the synthetic history")
+    parser.add_argument("--days", type=int, default=30, help="days the history spans")
+    parser.add_argument(
+        "--end-date", type=_date, default=None, help="last day of history (default: now)"
+    )
+    parser.add_argument(
+        "--throttle", choices=["aws", "off"], default="aws", help="AWS default quotas or none"
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=_fraction,
+        default=0.0,
+        help="fraction of requests answered 500 or dropped",
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay added to every Braket request"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=["real", "frozen"],
+        default="real",
+        help="frozen: time moves only via the admin API",
+    )
+    parser.add_argument(
+        "--retention-days", type=float, default=None, help="hide tasks older than this from the API"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="braket-warehouse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    emulator = sub.add_parser("emulator", help="the local Braket endpoint")
+    emulator_sub = emulator.add_subparsers(dest="emulator_command", required=True)
+    serve = emulator_sub.add_parser(
+        "serve", help="serve the Braket API locally; prints its URL first"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    add_emulator_options(serve)
+
+    demo = sub.add_parser("demo", help="the whole pipeline against an embedded emulator")
+    add_emulator_options(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "emulator":
+            from pipelines.emulator.server import serve_until_signalled
+            from pipelines.emulator.service import Emulator
+
+            serve_until_signalled(Emulator(emulator_config_from_args(args)), args.host, args.port)
+            return 0
+        if args.command == "demo":
+            from pipelines.demo import run_demo
+
+            return run_demo(emulator_config_from_args(args))
+    except SettingsError as exc:
+        print(f"braket-warehouse: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Configuration from the environment, the same names for the CLI, Dagster and tests.
+
+BRAKET_ENDPOINT_URL  Braket endpoint; unset means real AWS (standard credential chain).
+BRAKET_REGIONS       comma list of regions; default all five Braket regions.
+BRAKET_WAREHOUSE_DB  the DuckDB file; default data/warehouse.duckdb.
+BRAKET_POLICIES      cleanup policy file; default policies.yaml.
+BRAKET_PROFILE       optional named AWS profile.
+DAGSTER_HOME         the Dagster instance; default data/dagster_home.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from pipelines.braket.facts import REGIONS
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable."""
+
+
+class Settings(BaseModel):
+    endpoint_url: str | None = None
+    regions: list[str] = Field(default_factory=lambda: list(REGIONS))
+    warehouse_db: str = str(PROJECT_ROOT / "data" / "warehouse.duckdb")
+    policies: str = str(PROJECT_ROOT / "policies.yaml")
+    profile: str | None = None
+
+    @field_validator("regions")
+    @classmethod
+    def _known_regions(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in REGIONS]
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]!r} is not a Braket region; use some of {', '.join(REGIONS)}"
+            )
+        if not value:
+            raise ValueError("at least one region is needed")
+        return value
+
+
+_ENV = {
+    "endpoint_url": "BRAKET_ENDPOINT_URL",
+    "regions": "BRAKET_REGIONS",
+    "warehouse_db": "BRAKET_WAREHOUSE_DB",
+    "policies": "BRAKET_POLICIES",
+    "profile": "BRAKET_PROFILE",
+}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict = {}
+    for field, var in _ENV.items():
+        raw = env.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        values[field] = (
+            [r.strip() for r in raw.split(",") if r.strip()] if field == "regions" else raw.strip()
+        )
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_ENV[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+        raise SettingsError(f"bad configuration: {problems}") from None
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME (default data/dagster_home) with the project's dagster.yaml in it."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "data" / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.emulator_harness import RunningEmulator, small_config
+
+
+@pytest.fixture
+def emulator_factory():
+    """Make emulators with any EmulatorConfig fields; all are stopped after the test."""
+    running: list[RunningEmulator] = []
+
+    def make(**overrides) -> RunningEmulator:
+        em = RunningEmulator(small_config(**overrides))
+        running.append(em)
+        return em
+
+    yield make
+    for em in running:
+        em.stop()
+
+
+@pytest.fixture
+def emulator(emulator_factory) -> RunningEmulator:
+    return emulator_factory()
