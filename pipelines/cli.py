@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     add_emulator_options(serve)
 
+    sync = sub.add_parser(
+        "sync", help="ingest (and model) Braket tasks; no dates: the incremental run"
+    )
+    sync.add_argument("--start", type=_date, default=None, help="first day (UTC) to backfill")
+    sync.add_argument(
+        "--end", type=_date, default=None, help="last day (UTC) to backfill; default today"
+    )
+    sync.add_argument(
+        "--skip-models", action="store_true", help="ingest only; leave the models as they are"
+    )
+
     demo = sub.add_parser("demo", help="the whole pipeline against an embedded emulator")
     add_emulator_options(demo)
     return parser
@@ -100,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.emulator.service import Emulator
 
             serve_until_signalled(Emulator(emulator_config_from_args(args)), args.host, args.port)
+            return 0
+        if args.command == "sync":
+            from pipelines.sync import SyncError, run_sync
+
+            try:
+                run_sync(args.start, args.end, with_models=not args.skip_models)
+            except SyncError as exc:
+                print(f"braket-warehouse: {exc}", file=sys.stderr)
+                return 1
             return 0
         if args.command == "demo":
             from pipelines.demo import run_demo

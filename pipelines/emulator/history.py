@@ -99,9 +99,20 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
         day[mine] = rng.choice(last_day, size=len(mine), p=w / w.sum())
     hour = rng.choice(24, size=n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
     created = day_start + day * DAY_MS + hour * 3_600_000 + rng.integers(0, 3_600_000, size=n)
-    # Keep inside [start, end): resample the few that fall outside onto the window uniformly.
+    # Keep inside [start, end): resample the few that fall outside onto the window uniformly,
+    # but never past the end of their device's last day of service.
     outside = (created < start_ms) | (created >= spec.end_ms)
-    created[outside] = rng.integers(start_ms, spec.end_ms, size=int(outside.sum()))
+    service_end = np.array(
+        [
+            day_start + (day_count - d.retired_after_days_ago) * DAY_MS
+            if d.retired_after_days_ago
+            else spec.end_ms
+            for d in DEVICES
+        ]
+    )[device[outside]]
+    created[outside] = rng.integers(
+        start_ms, np.minimum(spec.end_ms, service_end), size=int(outside.sum())
+    )
 
     # Lifecycle: queue and run times are log-normal around each device's median.
     queue_median = np.array([d.queue_median_s for d in DEVICES])[device]

@@ -129,7 +129,8 @@ class Emulator:
             raise validation("nextToken is malformed")
         payload, mac = token.rsplit(".", 1)
         expected = hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
-        if not hmac.compare_digest(mac, expected):
+        # Bytes: compare_digest raises TypeError on non-ASCII str (a client can send any text).
+        if not hmac.compare_digest(mac.encode(), expected.encode()):
             raise validation("nextToken is malformed or was not issued by this service")
         data = orjson.loads(base64.urlsafe_b64decode(payload))
         if data["r"] != region or data["q"] != digest:

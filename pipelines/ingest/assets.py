@@ -1,0 +1,144 @@
+"""Asset `quantum_tasks`: SearchQuantumTasks, all regions, into raw.quantum_tasks by UTC day.
+
+The incremental contract, on one screen:
+- endpoint      SearchQuantumTasks (POST /quantum-tasks), every region of the `braket` resource
+- window        one UTC day of createdAt per partition: BETWEEN [day 00:00:00.000, 23:59:59.999];
+                the latest day is open-ended (GTE) so nothing created after it is out of reach
+- page          maxResults 100, botocore paginator on nextToken, pages spooled as they arrive
+- key           quantumTaskArn; upsert by ARN, never delete (raw_tasks.merge_tasks)
+- lookback      incremental runs take today and yesterday: a run just after midnight still
+                finishes yesterday, whose tasks are the ones most likely still changing
+- late updates  a run that includes today also re-reads every task of earlier days that is
+                still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING or unknown)
+                with GetQuantumTask: cost grows with open tasks, not with history
+- writes        one transaction per run after the whole pull; pool `warehouse_writer`
+"""
+
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    BackfillPolicy,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from pipelines.braket.client import retries_from
+from pipelines.braket.resource import BraketResource
+from pipelines.ingest.partitions import task_days
+from pipelines.ingest.pull import DayWindow, Spool, pull_windows, refresh_tasks
+from pipelines.warehouse.raw_tasks import ensure_schema, merge_tasks
+from pipelines.warehouse.resource import WarehouseResource
+
+WAREHOUSE_POOL = "warehouse_writer"
+ENDED_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+class QuantumTasksConfig(Config):
+    refresh_open_tasks: bool = Field(
+        default=True, description="when the run includes today, re-read open tasks of earlier days"
+    )
+
+
+def days_in(context: AssetExecutionContext) -> list[date]:
+    window = context.partition_time_window
+    first = window.start.astimezone(UTC).date()
+    last = (window.end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def open_tasks_before(con, first_day: date, regions: list[str]) -> dict[str, list[str]]:
+    """ARNs of tasks created before `first_day` that have not ended, per region."""
+    ensure_schema(con)
+    rows = con.execute(
+        """
+        SELECT region, quantum_task_arn FROM raw.quantum_tasks
+        WHERE created_date < ? AND NOT is_missing_from_api
+          AND (status IS NULL OR status NOT IN (SELECT unnest(?)))
+          AND region IN (SELECT unnest(?))
+        ORDER BY region, created_at
+        """,
+        [first_day, list(ENDED_STATUSES), regions],
+    ).fetchall()
+    out: dict[str, list[str]] = defaultdict(list)
+    for region, arn in rows:
+        out[region].append(arn)
+    return dict(out)
+
+
+@asset(
+    partitions_def=task_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+    group_name="ingest",
+    kinds={"duckdb", "python"},
+    description="Every quantum task ever seen, one row per ARN with its latest status (raw.quantum_tasks).",
+)
+def quantum_tasks(
+    context: AssetExecutionContext,
+    config: QuantumTasksConfig,
+    braket: BraketResource,
+    warehouse: WarehouseResource,
+) -> MaterializeResult:
+    started = time.monotonic()
+    api = braket.api
+    before = api.stats.snapshot()
+    today = datetime.now(UTC).date()
+    days = days_in(context)
+    windows = [DayWindow(day, open_ended=day >= today) for day in days]
+    refresh = config.refresh_open_tasks and days[-1] >= today
+    seen_at = datetime.now(UTC)
+
+    with tempfile.TemporaryDirectory(prefix="braket-spool-") as spool_dir:
+        spool = Spool(directory=Path(spool_dir))
+        open_arns: dict[str, list[str]] = {}
+        if refresh:
+            with warehouse.write() as con:
+                open_arns = open_tasks_before(con, days[0], list(api.regions))
+        context.log.info(
+            f"pulling {len(days)} day(s) {days[0]}..{days[-1]} from {len(api.regions)} region(s)"
+            + (f"; refreshing {sum(map(len, open_arns.values()))} open task(s)" if refresh else "")
+        )
+        pulled = pull_windows(api, windows, spool, progress=context.log.info)
+        refreshed = (
+            refresh_tasks(api, open_arns, spool, progress=context.log.info) if refresh else None
+        )
+        complete = pulled.complete + (refreshed.complete if refreshed else [])
+        with warehouse.write() as con:
+            counts = merge_tasks(con, spool.files, seen_at, complete)
+            status_counts = dict(
+                con.execute(
+                    "SELECT coalesce(status, '(none)'), count(*) FROM raw.quantum_tasks "
+                    "WHERE created_date BETWEEN ? AND ? GROUP BY ALL ORDER BY 1",
+                    [days[0], days[-1]],
+                ).fetchall()
+            )
+
+    stats = {k: v - before.get(k, 0) for k, v in api.stats.snapshot().items()}
+    return MaterializeResult(
+        metadata={
+            "tasks_inserted": counts.inserted,
+            "tasks_updated": counts.updated,
+            "tasks_unchanged": counts.unchanged,
+            "tasks_marked_missing": counts.marked_missing,
+            "tasks_pulled": sum(pulled.tasks_by_region.values()),
+            "open_tasks_refreshed": sum(len(v) for v in open_arns.values()),
+            "pages": stats.get("pages", 0),
+            "api_requests": stats.get("requests", 0),
+            "throttles": stats.get("throttles", 0),
+            "server_errors": stats.get("server_errors", 0),
+            "connection_errors": stats.get("connection_errors", 0),
+            "retries": retries_from(stats),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "tasks_by_region": MetadataValue.json(pulled.tasks_by_region),
+            "status_counts": MetadataValue.json(status_counts),
+            "days": MetadataValue.text(f"{days[0]}..{days[-1]}"),
+        }
+    )

@@ -1,0 +1,111 @@
+"""`braket-warehouse sync`: the sync job executed in this process, recorded in DAGSTER_HOME.
+
+Runs are real Dagster runs on the same instance `make dev` shows, so a cron-driven sync
+appears in the UI's run history with its metadata and checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from dagster import AssetKey, DagsterInstance
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from pipelines.ingest.partitions import task_days
+from pipelines.ingest.schedules import incremental_range_tags
+from pipelines.settings import ensure_dagster_home
+
+
+class SyncError(RuntimeError):
+    pass
+
+
+def range_tags(start: date | None, end: date | None) -> dict[str, str]:
+    """Tags for a single run over [start, end]; no dates means the incremental range."""
+    if start is None and end is None:
+        return incremental_range_tags(datetime.now(UTC))
+    first_partition = task_days.start.date()
+    today = datetime.now(UTC).date()
+    start = start or first_partition
+    end = end or today
+    if start < first_partition:
+        raise SyncError(
+            f"--start {start} is before the first partition {first_partition} (BRAKET_START_DATE)"
+        )
+    if end > today:
+        raise SyncError(f"--end {end} is in the future (today is {today} UTC)")
+    if end < start:
+        raise SyncError(f"--end {end} is before --start {start}")
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+    }
+
+
+def run_sync(
+    start: date | None = None,
+    end: date | None = None,
+    with_models: bool = True,
+    instance: DagsterInstance | None = None,
+    defs=None,
+    echo: Callable[[str], None] = print,
+    log_level: str = "INFO",
+):
+    """Execute the sync job in process; returns the Dagster execution result."""
+    if defs is None:
+        from pipelines.definitions import defs
+    if instance is None:
+        ensure_dagster_home()
+        instance = DagsterInstance.get()
+    tags = range_tags(start, end)
+    job = defs.resolve_job_def("sync")
+    selection = None if with_models else [AssetKey("quantum_tasks")]
+    echo(
+        f"sync {tags[ASSET_PARTITION_RANGE_START_TAG]}..{tags[ASSET_PARTITION_RANGE_END_TAG]}"
+        + ("" if with_models else " (models skipped)")
+    )
+    result = job.execute_in_process(
+        instance=instance,
+        tags=tags,
+        asset_selection=selection,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    reported: set[str] = set()
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            # A range run records one materialization per partition; report the asset once.
+            if mat.asset_key.to_user_string() in reported:
+                continue
+            reported.add(mat.asset_key.to_user_string())
+            meta = {k: v.value for k, v in mat.metadata.items()}
+            brief = ", ".join(
+                f"{k}={meta[k]}"
+                for k in (
+                    "tasks_inserted",
+                    "tasks_updated",
+                    "tasks_unchanged",
+                    "open_tasks_refreshed",
+                    "api_requests",
+                    "throttles",
+                    "duration_seconds",
+                )
+                if k in meta
+            )
+            echo(
+                f"  materialized {mat.asset_key.to_user_string()}" + (f": {brief}" if brief else "")
+            )
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            check = event.event_specific_data
+            echo(f"  check {check.asset_check_key.name}: {'passed' if check.passed else 'FAILED'}")
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_failure), None)
+        message = failure.message if failure else "run failed"
+        raise SyncError(f"sync run {result.run_id} failed: {message}")
+    echo(f"sync run {result.run_id} succeeded")
+    return result

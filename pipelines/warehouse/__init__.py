@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: connections that respect its single writer, and the raw task table."""

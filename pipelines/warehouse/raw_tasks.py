@@ -1,0 +1,222 @@
+"""raw.quantum_tasks: one row per quantum task ever seen, with its latest known state.
+
+Writes go through `merge_tasks`, which takes spooled API rows (Parquet files written while
+paging) and applies them in one transaction: new ARNs are inserted, changed ones updated,
+unchanged ones only get `last_seen_at`. A task the API stops returning is kept and flagged
+(`is_missing_from_api`), never deleted. Rows are never dropped for odd values: problems are
+listed in `data_issues` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from pipelines.braket.facts import STATUSES
+
+RAW_TABLE = "raw.quantum_tasks"
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE TABLE IF NOT EXISTS raw.quantum_tasks (
+    quantum_task_arn     VARCHAR NOT NULL,  -- key (uniqueness is an asset check)
+    region               VARCHAR,
+    account_id           VARCHAR,
+    device_arn           VARCHAR,
+    status               VARCHAR,
+    shots                BIGINT,
+    output_s3_bucket     VARCHAR,
+    output_s3_directory  VARCHAR,
+    created_at           TIMESTAMP,         -- UTC
+    ended_at             TIMESTAMP,         -- UTC; null until the task ends
+    tags                 JSON,
+    created_date         DATE NOT NULL,     -- UTC day of created_at: the Dagster partition
+    first_seen_at        TIMESTAMP NOT NULL,
+    last_seen_at         TIMESTAMP NOT NULL,  -- last time the API returned it
+    updated_at           TIMESTAMP NOT NULL,  -- last time any column above changed
+    is_missing_from_api  BOOLEAN NOT NULL DEFAULT false,
+    data_issues          VARCHAR[] NOT NULL DEFAULT []
+);
+"""
+
+# The columns that describe the task (a change in any of them is an update).
+CONTENT_COLUMNS = (
+    "device_arn",
+    "status",
+    "shots",
+    "output_s3_bucket",
+    "output_s3_directory",
+    "created_at",
+    "ended_at",
+    "tags",
+)
+
+SPOOL_SCHEMA = {
+    "quantum_task_arn": "VARCHAR",
+    "region": "VARCHAR",
+    "device_arn": "VARCHAR",
+    "status": "VARCHAR",
+    "shots": "BIGINT",
+    "output_s3_bucket": "VARCHAR",
+    "output_s3_directory": "VARCHAR",
+    "created_at": "TIMESTAMP",
+    "ended_at": "TIMESTAMP",
+    "tags": "VARCHAR",
+}
+
+_KNOWN_STATUSES = ", ".join(f"'{s}'" for s in STATUSES)
+
+# Flags for odd values; computed in SQL so the rules sit in one readable place.
+_DATA_ISSUES = f"""
+list_filter([
+    CASE WHEN status IS NULL OR status NOT IN ({_KNOWN_STATUSES}) THEN 'unknown_status' END,
+    CASE WHEN shots IS NULL THEN 'missing_shots' WHEN shots < 0 THEN 'negative_shots'
+         WHEN shots = 0 THEN 'zero_shots' END,
+    CASE WHEN coalesce(output_s3_directory, '') = '' THEN 'empty_output_directory'
+         WHEN position('/' IN output_s3_directory) = 0 THEN 'output_directory_without_prefix' END,
+    CASE WHEN coalesce(output_s3_bucket, '') = '' THEN 'empty_output_bucket' END,
+    CASE WHEN device_arn IS NULL OR device_arn NOT LIKE 'arn:aws:braket:%:device/%' THEN 'unusual_device_arn' END,
+    CASE WHEN created_at > ?::TIMESTAMP + INTERVAL 1 DAY THEN 'future_created_at' END,
+    CASE WHEN ended_at < created_at THEN 'ended_before_created' END,
+    CASE WHEN status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND ended_at IS NULL THEN 'missing_ended_at' END
+], x -> x IS NOT NULL)
+"""
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    marked_missing: int = 0
+
+    def __add__(self, other: MergeCounts) -> MergeCounts:
+        return MergeCounts(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+
+    def astuple(self) -> tuple[int, int, int, int]:
+        return (self.inserted, self.updated, self.unchanged, self.marked_missing)
+
+
+@dataclass(frozen=True)
+class CompleteScope:
+    """A window that was pulled completely: warehouse rows in it the API did not return are
+    missing from the API. `created_date` None means "only the ARNs in `arns`" (refresh)."""
+
+    region: str
+    created_date: str | None = None
+    missing_arns: tuple[str, ...] = ()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+
+
+def merge_tasks(
+    con: duckdb.DuckDBPyConnection,
+    spool_files: list[Path],
+    seen_at: datetime,
+    complete: list[CompleteScope],
+) -> MergeCounts:
+    """Apply spooled rows to raw.quantum_tasks in one transaction (all or nothing)."""
+    ensure_schema(con)
+    naive_seen = seen_at.replace(tzinfo=None)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        columns = ", ".join(f"{name} {kind}" for name, kind in SPOOL_SCHEMA.items())
+        con.execute(f"CREATE OR REPLACE TEMP TABLE incoming_raw ({columns})")
+        if spool_files:
+            con.execute(
+                "INSERT INTO incoming_raw BY NAME SELECT * FROM read_parquet(?, union_by_name = true)",
+                [[str(p) for p in spool_files]],
+            )
+        # A walk should not repeat a task; if an API ever does, keep one row per ARN.
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE incoming AS
+            SELECT *,
+                   split_part(quantum_task_arn, ':', 5) AS account_id,
+                   CAST(created_at AS DATE) AS created_date,
+                   CAST(tags AS JSON) AS tags_json,
+                   {_DATA_ISSUES} AS data_issues
+            FROM incoming_raw
+            QUALIFY row_number() OVER (PARTITION BY quantum_task_arn ORDER BY created_at) = 1
+            """,
+            [naive_seen],
+        )
+        changed = " OR ".join(
+            f"t.{c} IS DISTINCT FROM i.{'tags_json' if c == 'tags' else c}" for c in CONTENT_COLUMNS
+        )
+        inserted, updated, unchanged = con.execute(
+            f"""
+            SELECT count(*) FILTER (WHERE t.quantum_task_arn IS NULL),
+                   count(*) FILTER (WHERE t.quantum_task_arn IS NOT NULL AND (({changed}) OR t.is_missing_from_api)),
+                   count(*) FILTER (WHERE t.quantum_task_arn IS NOT NULL AND NOT (({changed}) OR t.is_missing_from_api))
+            FROM incoming i LEFT JOIN raw.quantum_tasks t USING (quantum_task_arn)
+            """
+        ).fetchone()
+        set_content = ", ".join(
+            f"{c} = i.{'tags_json' if c == 'tags' else c}" for c in CONTENT_COLUMNS
+        )
+        con.execute(
+            f"""
+            UPDATE raw.quantum_tasks AS t
+            SET {set_content}, created_date = i.created_date, data_issues = i.data_issues,
+                is_missing_from_api = false, last_seen_at = ?, updated_at = ?
+            FROM incoming i
+            WHERE t.quantum_task_arn = i.quantum_task_arn AND (({changed}) OR t.is_missing_from_api)
+            """,
+            [naive_seen, naive_seen],
+        )
+        con.execute(
+            """
+            UPDATE raw.quantum_tasks AS t SET last_seen_at = ?
+            FROM incoming i WHERE t.quantum_task_arn = i.quantum_task_arn
+            """,
+            [naive_seen],
+        )
+        con.execute(
+            """
+            INSERT INTO raw.quantum_tasks BY NAME
+            SELECT i.quantum_task_arn, i.region, i.account_id, i.device_arn, i.status, i.shots,
+                   i.output_s3_bucket, i.output_s3_directory, i.created_at, i.ended_at,
+                   i.tags_json AS tags, i.created_date, ? AS first_seen_at, ? AS last_seen_at,
+                   ? AS updated_at, false AS is_missing_from_api, i.data_issues
+            FROM incoming i ANTI JOIN raw.quantum_tasks t USING (quantum_task_arn)
+            ORDER BY i.created_at
+            """,
+            [naive_seen, naive_seen, naive_seen],
+        )
+        marked = _mark_missing(con, complete, naive_seen)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return MergeCounts(inserted, updated, unchanged, marked)
+
+
+def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
+    marked = 0
+    for scope in complete:
+        if scope.created_date is not None:
+            (count,) = con.execute(
+                """
+                UPDATE raw.quantum_tasks AS t SET is_missing_from_api = true, updated_at = ?
+                WHERE t.region = ? AND t.created_date = ? AND NOT t.is_missing_from_api
+                  AND t.quantum_task_arn NOT IN (SELECT quantum_task_arn FROM incoming)
+                """,
+                [seen_at, scope.region, scope.created_date],
+            ).fetchone()
+            marked += count
+        if scope.missing_arns:
+            (count,) = con.execute(
+                """
+                UPDATE raw.quantum_tasks SET is_missing_from_api = true, updated_at = ?
+                WHERE quantum_task_arn IN (SELECT unnest(?)) AND NOT is_missing_from_api
+                """,
+                [seen_at, list(scope.missing_arns)],
+            ).fetchone()
+            marked += count
+    return marked
