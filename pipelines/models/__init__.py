@@ -1,0 +1,1 @@
+"""Models over raw.quantum_tasks: Polars staging (task_facts) and SQL marts (sql/)."""
