@@ -1,0 +1,51 @@
+"""Build the real Dagster definitions against a test emulator and a DuckDB file under tmp_path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from dagster import DagsterInstance, Definitions
+
+from pipelines.braket.resource import BraketResource
+from pipelines.warehouse.resource import WarehouseResource
+
+
+def history_days(end_ms: int, days: int) -> tuple[date, date]:
+    """First and last UTC day of an emulator history ending at `end_ms` (exclusive)."""
+    last = (datetime.fromtimestamp(end_ms / 1000, UTC) - timedelta(milliseconds=1)).date()
+    return last - timedelta(days=days - 1), last
+
+
+@dataclass
+class Pipeline:
+    defs: Definitions
+    db_path: Path
+    instance: DagsterInstance
+
+    def sync(self, start: date | None = None, end: date | None = None, **kwargs):
+        from pipelines.sync import run_sync
+
+        return run_sync(
+            start, end, instance=self.instance, defs=self.defs, echo=lambda m: None, **kwargs
+        )
+
+    def rows(self, sql: str, params=()):
+        with duckdb.connect(str(self.db_path), read_only=True) as con:
+            return con.execute(sql, list(params)).fetchall()
+
+
+def make_pipeline(
+    endpoint_url: str, db_path: Path, instance: DagsterInstance | None = None, **braket
+) -> Pipeline:
+    from pipelines.definitions import AREAS
+
+    braket.setdefault("pace_at_quota", False)
+    resources = {
+        "braket": BraketResource(endpoint_url=endpoint_url, **braket),
+        "warehouse": WarehouseResource(path=str(db_path), lock_wait_seconds=60),
+    }
+    defs = Definitions.merge(*AREAS, Definitions(resources=resources))
+    return Pipeline(defs, db_path, instance or DagsterInstance.ephemeral())

@@ -1,0 +1,262 @@
+"""Ingest of quantum tasks into raw.quantum_tasks, against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pipeline_harness import history_days, make_pipeline
+
+WAREHOUSE_COLUMNS = (
+    "quantum_task_arn, status, shots, device_arn, output_s3_bucket, output_s3_directory"
+)
+
+
+def truth_by_arn(emulator) -> dict[str, dict]:
+    return {t["quantumTaskArn"]: t for t in emulator.ground_truth()}
+
+
+def warehouse_by_arn(pipeline) -> dict[str, tuple]:
+    rows = pipeline.rows(f"SELECT {WAREHOUSE_COLUMNS} FROM raw.quantum_tasks")
+    return {r[0]: r for r in rows}
+
+
+def assert_matches_truth(pipeline, emulator) -> None:
+    truth = truth_by_arn(emulator)
+    stored = warehouse_by_arn(pipeline)
+    (rows,) = pipeline.rows("SELECT count(*) FROM raw.quantum_tasks")[0]
+    assert rows == len(stored), "an ARN is stored twice"
+    assert set(stored) == set(truth)
+    for arn, task in truth.items():
+        _, status, shots, device, bucket, directory = stored[arn]
+        assert (status, shots, device, bucket, directory) == (
+            task["status"],
+            task["shots"],
+            task["deviceArn"],
+            task["outputS3Bucket"],
+            task["outputS3Directory"],
+        ), arn
+
+
+@pytest.fixture
+def pipeline(emulator, tmp_path):
+    return make_pipeline(emulator.url, tmp_path / "warehouse.duckdb")
+
+
+def backfill(pipeline, emulator):
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    return pipeline.sync(first, last)
+
+
+def materialization(result, key="quantum_tasks") -> dict:
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            if mat.asset_key.to_user_string() == key:
+                return {k: v.value for k, v in mat.metadata.items()}
+    raise AssertionError(f"no materialization of {key}")
+
+
+def test_full_backfill_equals_ground_truth(pipeline, emulator):
+    result = backfill(pipeline, emulator)
+    assert_matches_truth(pipeline, emulator)
+    meta = materialization(result)
+    assert meta["tasks_inserted"] == len(emulator.ground_truth())
+    assert meta["tasks_updated"] == 0
+    assert meta["pages"] > 0 and meta["api_requests"] >= meta["pages"]
+    # The partition column is the UTC day of createdAt.
+    (bad,) = pipeline.rows(
+        "SELECT count(*) FROM raw.quantum_tasks WHERE created_date <> CAST(created_at AS DATE)"
+    )[0]
+    assert bad == 0
+    checks = {
+        e.event_specific_data.asset_check_key.name: e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert checks == {
+        "arn_unique": True,
+        "required_fields_present": True,
+        "shots_not_negative": True,
+        "status_known": True,
+    }
+
+
+def test_rerun_is_idempotent(pipeline, emulator):
+    backfill(pipeline, emulator)
+    content = "SELECT * EXCLUDE (last_seen_at) FROM raw.quantum_tasks ORDER BY quantum_task_arn"
+    before = pipeline.rows(content)
+    meta = materialization(backfill(pipeline, emulator))
+    assert pipeline.rows(content) == before
+    assert meta["tasks_inserted"] == 0 and meta["tasks_updated"] == 0
+    assert meta["tasks_unchanged"] == len(before)
+
+
+def test_incremental_run_brings_late_status_changes(pipeline, emulator):
+    backfill(pipeline, emulator)
+    (open_before,) = pipeline.rows(
+        "SELECT count(*) FROM raw.quantum_tasks WHERE status IN ('CREATED','QUEUED','RUNNING','CANCELLING')"
+    )[0]
+    assert open_before > 0, "the history should end with some tasks still queued or running"
+    emulator.advance(10 * 86400)  # long enough for every queue to drain
+    stats_before = emulator.stats()
+    meta = materialization(pipeline.sync())
+    assert_matches_truth(pipeline, emulator)
+    assert meta["open_tasks_refreshed"] > 0
+    (open_after,) = pipeline.rows(
+        "SELECT count(*) FROM raw.quantum_tasks WHERE status IN ('CREATED','QUEUED','RUNNING','CANCELLING')"
+    )[0]
+    truth_open = sum(
+        t["status"] in ("CREATED", "QUEUED", "RUNNING", "CANCELLING")
+        for t in emulator.ground_truth()
+    )
+    assert open_after == truth_open < open_before
+    # API cost: one GetQuantumTask per open task, searches only for the latest two days.
+    stats_after = emulator.stats()
+
+    def calls(op):
+        return sum(
+            stats_after.get(r, {}).get(op, {}).get("count", 0)
+            - stats_before.get(r, {}).get(op, {}).get("count", 0)
+            for r in stats_after
+        )
+
+    assert calls("GetQuantumTask") == meta["open_tasks_refreshed"]
+    assert calls("GetQuantumTask") <= open_before
+    latest_two_days = pipeline.rows(
+        "SELECT count(*) FROM raw.quantum_tasks WHERE created_date >= current_date - 1"
+    )[0][0]
+    max_pages = 5 * 2 + latest_two_days // 100 + 5  # a page per region and day, plus full pages
+    assert calls("SearchQuantumTasks") <= max_pages
+
+
+def test_incremental_cost_does_not_grow_with_history(emulator, tmp_path):
+    """Once history has ended, an incremental run reads only the few tasks still open."""
+    pipeline = make_pipeline(emulator.url, tmp_path / "w.duckdb")
+    backfill(pipeline, emulator)
+    emulator.advance(10 * 86400)
+    pipeline.sync()
+    (still_open,) = pipeline.rows(
+        "SELECT count(*) FROM raw.quantum_tasks WHERE status IN ('CREATED','QUEUED','RUNNING','CANCELLING') "
+        "AND created_date < current_date - 1"
+    )[0]
+    (history,) = pipeline.rows("SELECT count(*) FROM raw.quantum_tasks")[0]
+    before = emulator.stats()
+    pipeline.sync()
+    after = emulator.stats()
+    gets = sum(
+        after[r].get("GetQuantumTask", {}).get("count", 0)
+        - before.get(r, {}).get("GetQuantumTask", {}).get("count", 0)
+        for r in after
+    )
+    assert gets == still_open
+    assert gets < history / 100
+
+
+def test_faults_and_throttles_lose_nothing(emulator_factory, tmp_path):
+    emulator = emulator_factory(fault_rate=0.2, throttle=True)
+    pipeline = make_pipeline(
+        emulator.url, tmp_path / "w.duckdb", max_attempts=12, pace_at_quota=True
+    )
+    meta = materialization(backfill(pipeline, emulator))
+    assert_matches_truth(pipeline, emulator)
+    assert meta["server_errors"] + meta["connection_errors"] > 0
+    assert meta["retries"] > 0
+    faulted = sum(op["faulted"] for ops in emulator.stats().values() for op in ops.values())
+    assert faulted > 0
+
+
+def test_failed_run_leaves_warehouse_as_it_was_and_rerun_completes(emulator_factory, tmp_path):
+    healthy = emulator_factory()
+    pipeline = make_pipeline(healthy.url, tmp_path / "w.duckdb")
+    first, last = history_days(healthy.emulator.clock.now_ms(), healthy.emulator.config.days)
+    pipeline.sync(first, first + (last - first) // 2)
+    snapshot = pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn")
+
+    # Same history behind a flaky endpoint and no retries: the pull dies part way through.
+    flaky = emulator_factory(fault_rate=0.3)
+    failing = make_pipeline(flaky.url, pipeline.db_path, max_attempts=1)
+    from pipelines.sync import SyncError
+
+    with pytest.raises(SyncError):
+        failing.sync(first, last)
+    assert pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn") == snapshot
+
+    pipeline.sync(first, last)
+    assert_matches_truth(pipeline, healthy)
+
+
+def test_odd_data_is_stored_and_flagged(emulator, pipeline):
+    emulator.insert(
+        {"region": "us-west-1", "status": "PAUSED", "createdAt": "2020-01-01T00:00:00Z"},
+        {"region": "us-west-1", "status": "COMPLETED", "outputS3Directory": "", "shots": 0},
+        {
+            "region": "us-east-1",
+            "status": "QUEUED",
+            "outputS3Directory": "no-slash-here",
+            "shots": 0,
+        },
+        {"region": "us-east-1", "status": "QUEUED", "createdAt": "2099-06-01T00:00:00Z"},
+        {"region": "eu-west-2", "status": "QUEUED", "deviceArn": "not-an-arn", "shots": -5},
+    )
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    pipeline.sync(first, last)
+    pipeline.sync()  # today's open-ended window reaches the far-future task
+    issues = dict(
+        pipeline.rows(
+            "SELECT status || '/' || coalesce(output_s3_directory, '') || '/' || shots, data_issues "
+            "FROM raw.quantum_tasks WHERE len(data_issues) > 0"
+        )
+    )
+    flags = {flag for row in issues.values() for flag in row}
+    assert {
+        "empty_output_directory",
+        "zero_shots",
+        "output_directory_without_prefix",
+        "future_created_at",
+        "unusual_device_arn",
+        "negative_shots",
+        "missing_ended_at",
+    } <= flags
+    # The 2020 task is before the synced days and never pulled; everything else is stored.
+    truth = {
+        t["quantumTaskArn"]
+        for t in emulator.ground_truth()
+        if not t["createdAt"].startswith("2020")
+    }
+    assert truth == set(warehouse_by_arn(pipeline))
+
+
+def test_tasks_the_api_forgets_are_kept_and_flagged(emulator_factory, tmp_path):
+    full = emulator_factory()
+    pipeline = make_pipeline(full.url, tmp_path / "w.duckdb")
+    backfill(pipeline, full)
+    total = len(full.ground_truth())
+    # The same account later, when the API only returns the last 3 days.
+    forgetful = emulator_factory(retention_days=3)
+    later = make_pipeline(forgetful.url, pipeline.db_path)
+    meta = materialization(backfill(later, forgetful))
+    (kept, missing) = later.rows(
+        "SELECT count(*), count(*) FILTER (WHERE is_missing_from_api) FROM raw.quantum_tasks"
+    )[0]
+    assert kept == total
+    assert missing == meta["tasks_marked_missing"] > 0
+    (recent_missing,) = later.rows(
+        "SELECT count(*) FROM raw.quantum_tasks WHERE is_missing_from_api AND created_at >= "
+        "(SELECT max(created_at) FROM raw.quantum_tasks) - INTERVAL 2 DAY"
+    )[0]
+    assert recent_missing == 0
+
+
+def test_sync_runs_are_recorded_in_the_instance(emulator, tmp_path):
+    from dagster import DagsterInstance
+
+    with DagsterInstance.ephemeral() as instance:
+        pipeline = make_pipeline(emulator.url, tmp_path / "w.duckdb", instance=instance)
+        result = pipeline.sync()
+        runs = instance.get_runs()
+        assert [r.run_id for r in runs] == [result.run_id]
+        assert runs[0].job_name == "sync"
+        assert (
+            runs[0].tags["dagster/asset_partition_range_end"]
+            >= runs[0].tags["dagster/asset_partition_range_start"]
+        )
