@@ -16,6 +16,7 @@ The incremental contract, on one screen:
 
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
+    BetaWarning,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -36,6 +38,9 @@ from pipelines.ingest.partitions import task_days
 from pipelines.ingest.pull import DayWindow, Spool, pull_windows, refresh_tasks
 from pipelines.warehouse.raw_tasks import ensure_schema, merge_tasks
 from pipelines.warehouse.resource import WarehouseResource
+
+# BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to backfill in one run.
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
 
 WAREHOUSE_POOL = "warehouse_writer"
 ENDED_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
