@@ -100,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole pipeline against an embedded emulator")
     add_emulator_options(demo)
+
+    policy = sub.add_parser("policy", help="cleanup policies: validate, plan, enforce")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    policies_help = "policy file (default: BRAKET_POLICIES, else policies.yaml)"
+    validate = policy_sub.add_parser("validate", help="check the policy file; OK or the errors")
+    validate.add_argument("--policies", default=None, metavar="PATH", help=policies_help)
+    plan = policy_sub.add_parser("plan", help="what each policy would cancel now; no side effects")
+    plan.add_argument("--policies", default=None, metavar="PATH", help=policies_help)
+    plan.add_argument("--format", choices=["table", "json"], default="table")
+    enforce = policy_sub.add_parser(
+        "enforce", help="run job cancel_queued_tasks now, in this process (no daemon needed)"
+    )
+    enforce.add_argument("--policies", default=None, metavar="PATH", help=policies_help)
+    enforce.add_argument(
+        "--dry-run", action="store_true", help="record what would happen; cancel nothing"
+    )
     return parser
 
 
@@ -125,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.demo import run_demo
 
             return run_demo(emulator_config_from_args(args))
+        if args.command == "policy":
+            from pipelines.cleanup.plan import main_policy
+
+            return main_policy(args)
     except SettingsError as exc:
         print(f"braket-warehouse: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,277 @@
+"""Job `cancel_queued_tasks`: act on the tasks a plan selected, at most within the limits.
+
+The run config carries each policy's plan (from the sensor or `policy enforce`): mode,
+limits, scope size and the tasks with their decision. The op, per policy:
+1. records `matched` for every selected task, and the skips the plan decided (exempt,
+   condition not met);
+2. checks the limits on the whole selection before touching anything: over a limit it
+   records `limit_exceeded` for each selected task and cancels nothing for that policy
+   (the run fails at the end, after every policy is handled and the summary is posted);
+3. for each selected task: GetQuantumTask right before acting (skip unless still CREATED or
+   QUEUED), then CancelQuantumTask with a deterministic clientToken (a retry of the run
+   never acts twice) - or, in dry-run, records `dry_run` and calls nothing;
+4. writes the audit in short transactions (pool `warehouse_writer`), and the run's metadata
+   counts outcomes.
+CancelQuantumTask is paced at its quota (2/s per region, burst 20) by the client.
+"""
+
+import hashlib
+import time
+from collections import Counter, defaultdict
+from datetime import datetime
+
+from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
+from pydantic import Field
+
+from pipelines.braket.facts import CANCELLABLE_STATUSES
+from pipelines.braket.resource import BraketResource
+from pipelines.cleanup import audit, notify
+from pipelines.cleanup.matching import CONDITION_NOT_MET, EXEMPT, SELECTED, PolicyPlan
+from pipelines.cleanup.policies import Limits
+from pipelines.warehouse.resource import WarehouseResource
+
+WAREHOUSE_POOL = "warehouse_writer"
+JOB_NAME = "cancel_queued_tasks"
+FLUSH_ROWS = 50  # audit rows per write transaction
+FLUSH_SECONDS = 5.0  # or sooner: the audit trails the cancellations by at most this
+
+
+def client_token(policy: str, arn: str) -> str:
+    """The same for the same policy and task, so a retried cancellation is one cancellation."""
+    return hashlib.sha256(f"{policy}\n{arn}".encode()).hexdigest()[:64]
+
+
+class TaskRef(Config):
+    arn: str
+    region: str
+    device_arn: str = ""
+    bucket: str = ""
+    prefix: str = ""
+    key_prefix: str = ""
+    created_at: str = ""  # ISO 8601, UTC
+    shots: int = 0
+    decision: str = SELECTED  # selected | exempt | condition_not_met
+    detail: str = ""
+
+
+class PolicyRun(Config):
+    policy: str
+    mode: str = Field(description="enforce or dry-run")
+    scope: int = Field(description="tasks in the policy's scope, for max_percent")
+    max_cancellations: int
+    max_percent: float
+    tasks: list[TaskRef]
+
+
+class CancelQueuedTasksConfig(Config):
+    policies: list[PolicyRun] = Field(default_factory=list)
+    dry_run: bool = Field(default=False, description="dry-run every policy, whatever its mode")
+
+
+def run_config_for(plans: list[PolicyPlan], dry_run: bool = False) -> dict:
+    """The job's run config for these plans (policies that select nothing are left out)."""
+    policies = []
+    for plan in plans:
+        if not plan.selected:
+            continue
+        tasks = [
+            {
+                "arn": d.task.arn,
+                "region": d.task.region,
+                "device_arn": d.task.device_arn,
+                "bucket": d.task.bucket,
+                "prefix": d.task.prefix,
+                "key_prefix": d.task.key_prefix,
+                "created_at": d.task.created_at.isoformat(),
+                "shots": d.task.shots,
+                "decision": d.decision,
+                "detail": d.detail,
+            }
+            for d in plan.decisions
+        ]
+        policies.append(
+            {
+                "policy": plan.policy.name,
+                "mode": plan.policy.mode,
+                "scope": plan.scope,
+                "max_cancellations": plan.policy.limits.max_cancellations,
+                "max_percent": plan.policy.limits.max_percent,
+                "tasks": tasks,
+            }
+        )
+    return {"ops": {JOB_NAME: {"config": {"policies": policies, "dry_run": dry_run}}}}
+
+
+class _AuditWriter:
+    """Buffers audit rows and writes them in short transactions."""
+
+    def __init__(self, warehouse: WarehouseResource):
+        self.warehouse = warehouse
+        self.rows: list[audit.Action] = []
+        self.written = 0
+        self.last = time.monotonic()
+
+    def add(self, action: audit.Action) -> None:
+        self.rows.append(action)
+        if len(self.rows) >= FLUSH_ROWS or time.monotonic() - self.last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            with self.warehouse.write() as con:
+                self.written += audit.append(con, self.rows)
+            self.rows = []
+        self.last = time.monotonic()
+
+
+def _created(text: str) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@op(
+    name=JOB_NAME,
+    pool=WAREHOUSE_POOL,
+    description="Check limits, re-read each task, cancel (or dry-run), audit every decision.",
+)
+def cancel_queued_tasks_op(
+    context: OpExecutionContext,
+    config: CancelQueuedTasksConfig,
+    braket: BraketResource,
+    warehouse: WarehouseResource,
+):
+    api = braket.api
+    writer = _AuditWriter(warehouse)
+    with warehouse.write() as con:
+        audit.ensure_schema(con)
+    totals: Counter = Counter()
+    summaries: list[dict] = []
+    breaches: list[str] = []
+
+    for item in config.policies:
+        mode = "dry-run" if config.dry_run or item.mode == "dry-run" else "enforce"
+        summary = _run_policy(context, api, writer, item, mode)
+        totals.update(summary["counts"])
+        summaries.append(summary)
+        if summary["breach"]:
+            breaches.append(f"{item.policy}: {summary['breach']}")
+    writer.flush()
+
+    if summaries and notify.webhook_url():
+        notify.post(notify.summary_text(context.run_id, summaries), warn=context.log.warning)
+
+    metadata = {
+        "policies": MetadataValue.int(len(config.policies)),
+        "dry_run": MetadataValue.bool(config.dry_run),
+        "audit_rows": MetadataValue.int(writer.written),
+        "outcomes": MetadataValue.json(dict(totals)),
+        **{f"count_{k}": MetadataValue.int(v) for k, v in sorted(totals.items())},
+        "by_policy": MetadataValue.json({s["policy"]: s["counts"] for s in summaries}),
+    }
+    if breaches:
+        raise Failure(
+            description="limit exceeded, nothing cancelled for: " + "; ".join(breaches),
+            metadata=metadata,
+            allow_retries=False,
+        )
+    return Output(dict(totals), metadata=metadata)
+
+
+def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) -> dict:
+    """Steps 1-3 for one policy; returns its summary (counts, ARNs by outcome, errors)."""
+    counts: Counter = Counter()
+    arns: dict[str, list[str]] = defaultdict(list)
+    errors: list[str] = []
+
+    def record(task: TaskRef, outcome: str, detail: str = "") -> None:
+        writer.add(
+            audit.Action(
+                run_id=context.run_id,
+                policy=item.policy,
+                mode=mode,
+                quantum_task_arn=task.arn,
+                region=task.region,
+                device_arn=task.device_arn or None,
+                bucket=task.bucket or None,
+                prefix=task.prefix,
+                key_prefix=task.key_prefix,
+                created_at=_created(task.created_at),
+                shots=task.shots,
+                outcome=outcome,
+                detail=detail,
+            )
+        )
+        if outcome != audit.MATCHED:
+            counts[outcome] += 1
+            arns[outcome].append(task.arn)
+
+    # 1. what the plan decided
+    selected = [t for t in item.tasks if t.decision == SELECTED]
+    for task in item.tasks:
+        if task.decision == SELECTED:
+            record(task, audit.MATCHED, task.detail)
+        elif task.decision == EXEMPT:
+            record(task, audit.SKIPPED_EXEMPT, task.detail)
+        elif task.decision == CONDITION_NOT_MET:
+            record(task, audit.SKIPPED_CONDITION, task.detail)
+
+    # 2. limits on the whole selection, before any action
+    limits = Limits(max_cancellations=item.max_cancellations, max_percent=item.max_percent)
+    breach = limits.breach(len(selected), item.scope)
+    if breach:
+        context.log.error(f"policy {item.policy}: limit exceeded, cancelling nothing: {breach}")
+        for task in selected:
+            record(task, audit.LIMIT_EXCEEDED, breach)
+    else:
+        # 3. live re-check right before acting, then act
+        for task in selected:
+            outcome, detail = _act(api, item.policy, task, mode)
+            if outcome == audit.ERROR:
+                errors.append(f"{task.arn}: {detail}")
+                context.log.warning(f"policy {item.policy}: {task.arn}: {detail}")
+            record(task, outcome, detail)
+    writer.flush()
+    context.log.info(f"policy {item.policy} ({mode}): {dict(counts)}")
+    return {
+        "policy": item.policy,
+        "mode": mode,
+        "counts": dict(counts),
+        # the summary lists what was acted on or refused, not the groups under their cap
+        "arns": {k: v for k, v in arns.items() if k != audit.SKIPPED_CONDITION},
+        "errors": errors,
+        "breach": breach,
+    }
+
+
+def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str]:
+    """(outcome, detail) for one selected task: re-read, then cancel or dry-run."""
+    scope = api.regions.get(task.region)
+    if scope is None:
+        return audit.ERROR, f"region {task.region} is not configured (BRAKET_REGIONS)"
+    try:
+        live = scope.get_task(task.arn)
+    except Exception as exc:  # noqa: BLE001 - one task's failure is audited, not fatal
+        return audit.ERROR, f"GetQuantumTask failed: {type(exc).__name__}: {exc}"
+    if live is None:
+        return audit.SKIPPED_NOT_FOUND, "GetQuantumTask: not found"
+    status = live.get("status")
+    if status not in CANCELLABLE_STATUSES:
+        return audit.SKIPPED_NOT_CANCELLABLE, f"live status {status}"
+    if mode == "dry-run":
+        return audit.DRY_RUN, f"would cancel (live status {status})"
+    try:
+        answer = scope.cancel_task(task.arn, client_token(policy, task.arn))
+    except Exception as exc:  # noqa: BLE001
+        return audit.ERROR, f"CancelQuantumTask failed: {type(exc).__name__}: {exc}"
+    if answer == "ENDED":
+        return audit.SKIPPED_ALREADY_ENDED, "ConflictException: the task ended meanwhile"
+    return audit.CANCELLED, f"{answer} (was {status})"
+
+
+@job(
+    name=JOB_NAME,
+    description="Cancel the queued tasks the cleanup policies selected (run config from the "
+    "sensor queued_task_cleanup or `braket-warehouse policy enforce`).",
+    tags={"area": "cleanup"},
+)
+def cancel_queued_tasks():
+    cancel_queued_tasks_op()

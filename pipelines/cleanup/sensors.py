@@ -1,0 +1,108 @@
+"""Sensor `queued_task_cleanup`: evaluate the policies against the live API, request runs.
+
+Each tick: load the policy file (BRAKET_POLICIES, default policies.yaml; an invalid file
+fails the tick loudly), search each needed region for CREATED and QUEUED tasks, plan every
+policy. For each policy that selects tasks, one RunRequest of `cancel_queued_tasks`:
+- run_key   cleanup-<policy>-<hash of (policy, mode, sorted selected ARNs)>: the daemon
+            never launches the same key twice, so a set is acted on once;
+- cursor    {policy: hash of the last requested set}: an unchanged set is not re-requested
+            (the SkipReason says so), a new task or an aged-in one makes a new set.
+A limit breach is still requested: the run records it in the audit and fails loudly.
+
+Off by default (DefaultSensorStatus.STOPPED) so nothing is cancelled by surprise; start it
+in the UI (Automation -> queued_task_cleanup -> Start) or with
+`dagster sensor start queued_task_cleanup -w workspace.yaml`. The interval is
+BRAKET_CLEANUP_INTERVAL seconds (default 60).
+"""
+
+import json
+import os
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from pipelines.braket.resource import BraketResource
+from pipelines.cleanup.job import cancel_queued_tasks, run_config_for
+from pipelines.cleanup.matching import plan_policies
+from pipelines.cleanup.policies import load_policies
+from pipelines.settings import load_settings
+
+INTERVAL_ENV = "BRAKET_CLEANUP_INTERVAL"
+
+
+def interval_seconds(environ=None) -> int:
+    raw = (environ if environ is not None else os.environ).get(INTERVAL_ENV, "").strip()
+    if not raw:
+        return 60
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{INTERVAL_ENV}={raw!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise ValueError(f"{INTERVAL_ENV}={raw!r} must be at least 1 second")
+    return value
+
+
+def _cursor(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@sensor(
+    job=cancel_queued_tasks,
+    minimum_interval_seconds=interval_seconds(),
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Cancel queued tasks per policies.yaml (BRAKET_POLICIES); off until started.",
+)
+def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource):
+    path = load_settings().policies
+    policies = load_policies(path)  # PolicyError: the tick fails and shows every problem
+    if not policies:
+        return SkipReason(f"no policies in {path}")
+    plans = plan_policies(policies, braket.api)
+    last = _cursor(context.cursor)
+    cursor: dict[str, str] = {}
+    requests, unchanged = [], []
+    for plan in plans:
+        name = plan.policy.name
+        if not plan.selected:
+            continue
+        digest = plan.selection_hash
+        cursor[name] = digest
+        if last.get(name) == digest:
+            unchanged.append(f"{name} ({len(plan.selected)} tasks)")
+            continue
+        requests.append(
+            RunRequest(
+                run_key=f"cleanup-{name}-{digest}",
+                run_config=run_config_for([plan]),
+                tags={
+                    "cleanup/policy": name,
+                    "cleanup/mode": plan.policy.mode,
+                    "cleanup/selected": str(len(plan.selected)),
+                    **({"cleanup/limit_exceeded": "true"} if plan.breach else {}),
+                },
+            )
+        )
+    new_cursor = json.dumps(cursor, sort_keys=True)
+    if requests:
+        return SensorResult(run_requests=requests, cursor=new_cursor)
+    if unchanged:
+        reason = "same set as last tick for " + ", ".join(unchanged)
+    else:
+        matched = sum(p.matched for p in plans)
+        reason = f"nothing matched: {len(policies)} policies, no task selected" + (
+            f" ({matched} matched but exempt or under their `when` condition)" if matched else ""
+        )
+    return SensorResult(skip_reason=SkipReason(reason), cursor=new_cursor)
