@@ -161,6 +161,10 @@ class BraketHandler(BaseHTTPRequestHandler):
             return self._send_error(
                 BraketError("ValidationException", f"Request body is not valid JSON: {exc}")
             )
+        except Exception as exc:  # a bug must answer 500, not look like a dropped connection
+            return self._send_error(
+                BraketError("InternalServiceException", f"{type(exc).__name__}: {exc}")
+            )
         self._send(status, orjson.dumps(result))
 
     def _admin(self, method: str, path: str, raw: bytes) -> None:

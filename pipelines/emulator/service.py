@@ -182,8 +182,10 @@ class Emulator:
         ):
             if name not in body:
                 raise validation(f"{name} is required")
+            if name != "shots" and not isinstance(body[name], str):
+                raise validation(f"{name} must be a string")
         shots = body["shots"]
-        if not isinstance(shots, int) or shots < 0:
+        if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
             raise validation(f"shots must be a non-negative integer, got {shots!r}")
         device = DEVICES_BY_ARN.get(body["deviceArn"])
         if device is None:
@@ -222,8 +224,12 @@ class Emulator:
     def search_devices(self, region: str, body: dict) -> dict:
         if "filters" not in body:
             raise validation("filters is required (it may be an empty list)")
+        if not isinstance(body["filters"], list):
+            raise validation("filters must be a list")
         wanted = None
         for i, spec in enumerate(body["filters"]):
+            if not isinstance(spec, dict):
+                raise validation(f"filters[{i}] must be an object with name and values")
             if spec.get("name") != "deviceArn":
                 raise validation(
                     f"filters[{i}].name {spec.get('name')!r} is not a filter; use deviceArn"

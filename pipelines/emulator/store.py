@@ -222,7 +222,7 @@ class TaskStore:
 
     def cancel(self, region: str, arn: str, client_token: str) -> str:
         """Cancel one task; the same token for the same task always gets the same answer."""
-        if not client_token or len(client_token) > 64:
+        if not isinstance(client_token, str) or not 1 <= len(client_token) <= 64:
             raise validation("clientToken must be 1 to 64 characters")
         with self.lock:
             tasks, seq = self.locate(arn)

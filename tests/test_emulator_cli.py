@@ -1,0 +1,113 @@
+"""`braket-warehouse emulator serve` as a user runs it: a process that prints its URL first."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+CLI = Path(sys.executable).with_name("braket-warehouse")
+REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-2", "eu-north-1")
+
+
+def start(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [str(CLI), "emulator", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BRAKET_")},
+    )
+    url = proc.stdout.readline().strip()
+    return proc, url
+
+
+def stop(proc: subprocess.Popen, sig: int) -> tuple[int, float, str]:
+    """Signal the process; its exit code, how long it took to exit, and its output."""
+    started = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"the emulator did not stop on signal {sig}") from None
+    return proc.returncode, time.monotonic() - started, out + err
+
+
+def client(url: str, region: str = "us-east-1", **config):
+    return boto3.client(
+        "braket",
+        region_name=region,
+        endpoint_url=url,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(**config) if config else None,
+    )
+
+
+def all_tasks(url: str, region: str) -> list[dict]:
+    pages = client(url, region).get_paginator("search_quantum_tasks").paginate(filters=[])
+    return [t for page in pages for t in page["quantumTasks"]]
+
+
+def test_serve_prints_url_answers_throttles_and_stops_on_sigterm():
+    proc, url = start("--port", "0", "--tasks", "500", "--seed", "3")
+    try:
+        assert url.startswith("http://127.0.0.1:"), url
+        assert int(url.rsplit(":", 1)[1]) > 0, "port 0 means a free port, and the URL names it"
+        assert sum(len(all_tasks(url, region)) for region in REGIONS) == 500
+
+        # --throttle defaults to the AWS quotas: SearchDevices bursts 50.
+        braket = client(url, "us-west-2", retries={"total_max_attempts": 1, "mode": "standard"})
+        codes = []
+        while len(codes) < 300 and "ThrottlingException" not in codes:
+            try:
+                braket.search_devices(filters=[])
+                codes.append("ok")
+            except ClientError as exc:
+                codes.append(exc.response["Error"]["Code"])
+        assert codes[:50] == ["ok"] * 50
+        assert codes[-1] == "ThrottlingException"
+    finally:
+        code, took, output = stop(proc, signal.SIGTERM)
+    assert code == 0, output
+    assert took < 5
+    assert "Traceback" not in output
+
+
+def test_serve_options_reach_the_emulator_and_sigint_stops_it():
+    """--seed and --end-date make the history the same in every process."""
+    args = ("--tasks", "300", "--seed", "3", "--end-date", "2025-06-30", "--throttle", "off")
+    seen = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc, url = start(*args)
+        try:
+            tasks = all_tasks(url, "us-west-1")
+            seen.append(sorted((t["quantumTaskArn"], t["status"], t["createdAt"]) for t in tasks))
+        finally:
+            code, took, output = stop(proc, sig)
+        assert code == 0, output
+        assert took < 5
+    assert seen[0] == seen[1]
+    assert seen[0]
+    assert max(created for _, _, created in seen[0]) < datetime(2025, 7, 1, tzinfo=UTC)
+
+
+def test_bad_option_is_a_usage_error():
+    result = subprocess.run(
+        [str(CLI), "emulator", "serve", "--fault-rate", "1.5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "fault" in result.stderr
