@@ -14,6 +14,7 @@ def build_resources(settings: Settings | None = None) -> dict:
             endpoint_url=settings.endpoint_url,
             regions=list(settings.regions),
             profile_name=settings.profile,
+            pace_at_quota=settings.pace_at_quota,
         ),
         "warehouse": WarehouseResource(path=settings.warehouse_db),
     }

@@ -5,6 +5,8 @@ BRAKET_REGIONS       comma list of regions; default all five Braket regions.
 BRAKET_WAREHOUSE_DB  the DuckDB file; default data/warehouse.duckdb.
 BRAKET_POLICIES      cleanup policy file; default policies.yaml.
 BRAKET_PROFILE       optional named AWS profile.
+BRAKET_PACE_AT_QUOTA false turns off the client-side pacing (benchmarks against an emulator
+                     without quotas); default true.
 DAGSTER_HOME         the Dagster instance; default data/dagster_home.
 """
 
@@ -31,6 +33,7 @@ class Settings(BaseModel):
     warehouse_db: str = str(PROJECT_ROOT / "data" / "warehouse.duckdb")
     policies: str = str(PROJECT_ROOT / "policies.yaml")
     profile: str | None = None
+    pace_at_quota: bool = True
 
     @field_validator("regions")
     @classmethod
@@ -51,6 +54,7 @@ _ENV = {
     "warehouse_db": "BRAKET_WAREHOUSE_DB",
     "policies": "BRAKET_POLICIES",
     "profile": "BRAKET_PROFILE",
+    "pace_at_quota": "BRAKET_PACE_AT_QUOTA",
 }
 
 

@@ -395,36 +395,44 @@ class TaskStore:
             cancel = c["cancel"][idx]
             ended = np.where(cancel < NEVER, cancel + CANCEL_DELAY_MS, c["ended"][idx])
             ended_text = format_ms_many(np.minimum(ended, 253402300799000))
+            has_ended = (ended < NEVER).tolist()
+            # Plain lists: indexing numpy arrays element by element is the slow part of a page.
+            locations = c["location"][idx].tolist()
+            devices = c["device"][idx].tolist()
+            shots = c["shots"][idx].tolist()
+            tag_ids = c["tags"][idx].tolist()
+            jobs = c["job"][idx].tolist()
+            prefix = f"arn:aws:braket:{region}:{self.account_id}:quantum-task/"
+            overrides = tasks.directory_override
             out = []
             for k, seq in enumerate(seqs):
                 uid = tasks.uuids[seq]
-                bucket, key_prefix = self.locations[c["location"][seq]]
-                directory = tasks.directory_override.get(seq)
+                bucket, key_prefix = self.locations[locations[k]]
+                directory = overrides.get(seq) if overrides else None
                 if directory is None:
                     directory = f"{key_prefix}/{uid}" if key_prefix else uid
                 code = status[k]
                 task = {
-                    "quantumTaskArn": self.task_arn(region, uid),
+                    "quantumTaskArn": prefix + uid,
                     "status": self.statuses[code],
-                    "deviceArn": self.device_arns[c["device"][seq]],
-                    "shots": int(c["shots"][seq]),
+                    "deviceArn": self.device_arns[devices[k]],
+                    "shots": shots[k],
                     "outputS3Bucket": bucket,
                     "outputS3Directory": directory,
                     "createdAt": created_text[k],
                 }
-                if code in (COMPLETED, FAILED, CANCELLED) and ended[k] < NEVER:
+                if has_ended[k] and code in (COMPLETED, FAILED, CANCELLED):
                     task["endedAt"] = ended_text[k]
-                tags = self.tag_sets[c["tags"][seq]]
+                tags = self.tag_sets[tag_ids[k]]
                 if tags:
                     task["tags"] = dict(tags)
                 if detail:
-                    job = c["job"][seq]
-                    if job >= 0:
-                        task["jobArn"] = self.jobs[job]
+                    if jobs[k] >= 0:
+                        task["jobArn"] = self.jobs[jobs[k]]
                     if code == FAILED:
                         task["failureReason"] = "Quantum task failed on the device"
                     if code == COMPLETED:
-                        task["numSuccessfulShots"] = int(c["shots"][seq])
+                        task["numSuccessfulShots"] = shots[k]
                 out.append(task)
             return out
 

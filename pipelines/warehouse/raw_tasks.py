@@ -198,25 +198,26 @@ def merge_tasks(
 
 
 def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
-    marked = 0
-    for scope in complete:
-        if scope.created_date is not None:
-            (count,) = con.execute(
-                """
-                UPDATE raw.quantum_tasks AS t SET is_missing_from_api = true, updated_at = ?
-                WHERE t.region = ? AND t.created_date = ? AND NOT t.is_missing_from_api
-                  AND t.quantum_task_arn NOT IN (SELECT quantum_task_arn FROM incoming)
-                """,
-                [seen_at, scope.region, scope.created_date],
-            ).fetchone()
-            marked += count
-        if scope.missing_arns:
-            (count,) = con.execute(
-                """
-                UPDATE raw.quantum_tasks SET is_missing_from_api = true, updated_at = ?
-                WHERE quantum_task_arn IN (SELECT unnest(?)) AND NOT is_missing_from_api
-                """,
-                [seen_at, list(scope.missing_arns)],
-            ).fetchone()
-            marked += count
+    """Flag rows of completely pulled (region, day) windows, and refreshed ARNs the API no
+    longer knows, that were not in this pull. One statement each: windows can be hundreds."""
+    days = [(s.region, s.created_date) for s in complete if s.created_date is not None]
+    arns = [arn for s in complete for arn in s.missing_arns]
+    con.execute("CREATE OR REPLACE TEMP TABLE complete_days (region VARCHAR, created_date DATE)")
+    if days:
+        con.executemany("INSERT INTO complete_days VALUES (?, ?)", days)
+    (marked,) = con.execute(
+        """
+        WITH gone AS (
+            SELECT t.quantum_task_arn
+            FROM raw.quantum_tasks t JOIN complete_days c USING (region, created_date)
+            WHERE NOT t.is_missing_from_api
+              AND NOT EXISTS (SELECT 1 FROM incoming i WHERE i.quantum_task_arn = t.quantum_task_arn)
+            UNION
+            SELECT unnest(?::VARCHAR[])
+        )
+        UPDATE raw.quantum_tasks SET is_missing_from_api = true, updated_at = ?
+        WHERE quantum_task_arn IN (SELECT quantum_task_arn FROM gone) AND NOT is_missing_from_api
+        """,
+        [arns, seen_at],
+    ).fetchone()
     return marked
