@@ -1,0 +1,135 @@
+"""Asset checks that tie the models to raw.quantum_tasks: nothing lost, nothing counted twice.
+
+- task_facts   rows_match_raw (blocking): one row per raw task, the same ARNs
+- daily_usage, weekly_usage, monthly_usage
+               sums_match_raw: tasks and shots add up to raw's count and shots, estimated
+               cost to task_facts' total
+- bucket_prefix_tasks
+               sums_match_raw: at each level (bucket, bucket/prefix) tasks and shots add up to raw
+- queue_backlog
+               sums_match_raw: tasks and shots equal raw's waiting tasks (CREATED or QUEUED,
+               still returned by the API)
+"""
+
+import math
+
+from dagster import AssetCheckResult, AssetKey, MetadataValue, asset_check
+
+from pipelines.models.assets import task_facts
+from pipelines.warehouse.resource import WarehouseResource
+
+CHECK_ROWS_MATCH_RAW = "rows_match_raw"
+CHECK_SUMS_MATCH_RAW = "sums_match_raw"
+
+WAITING = "status IN ('CREATED', 'QUEUED') AND NOT is_missing_from_api"
+COST_TOLERANCE_USD = 1e-6  # float sums in a different order differ in the last digits
+
+
+def _totals(con, sql: str) -> tuple[int, int]:
+    tasks, shots = con.execute(sql).fetchone()
+    return int(tasks or 0), int(shots or 0)
+
+
+def _compare(expected: dict, actual: dict) -> AssetCheckResult:
+    differences = {}
+    for name, want in expected.items():
+        got = actual[name]
+        if isinstance(want, float) or isinstance(got, float):
+            same = math.isclose(want or 0.0, got or 0.0, rel_tol=1e-9, abs_tol=COST_TOLERANCE_USD)
+        else:
+            same = want == got
+        if not same:
+            differences[name] = {"expected": want, "actual": got}
+    return AssetCheckResult(
+        passed=not differences,
+        metadata={
+            "expected": MetadataValue.json(expected),
+            "actual": MetadataValue.json(actual),
+            "differences": MetadataValue.json(differences),
+        },
+    )
+
+
+@asset_check(asset=task_facts, name=CHECK_ROWS_MATCH_RAW, blocking=True)
+def task_facts_rows_match_raw(warehouse: WarehouseResource) -> AssetCheckResult:
+    """staging.task_facts has exactly raw's tasks: same count, no ARN missing or repeated."""
+    with warehouse.read() as con:
+        (raw_rows,) = con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone()
+        facts_rows, distinct_arns = con.execute(
+            "SELECT count(*), count(DISTINCT quantum_task_arn) FROM staging.task_facts"
+        ).fetchone()
+        (missing,) = con.execute(
+            """SELECT count(*) FROM raw.quantum_tasks r
+               ANTI JOIN staging.task_facts f USING (quantum_task_arn)"""
+        ).fetchone()
+    return _compare(
+        {"rows": raw_rows, "distinct_arns": raw_rows, "raw_tasks_missing": 0},
+        {"rows": facts_rows, "distinct_arns": distinct_arns, "raw_tasks_missing": missing},
+    )
+
+
+def _usage_check(model: str, table: str):
+    @asset_check(
+        asset=AssetKey(model),
+        name=CHECK_SUMS_MATCH_RAW,
+        description=f"{table}: tasks and shots add up to raw, estimated cost to task_facts.",
+    )
+    def _check(warehouse: WarehouseResource) -> AssetCheckResult:
+        with warehouse.read() as con:
+            raw = _totals(con, "SELECT count(*), sum(shots) FROM raw.quantum_tasks")
+            (facts_cost,) = con.execute(
+                "SELECT coalesce(sum(est_cost_usd), 0) FROM staging.task_facts"
+            ).fetchone()
+            tasks, shots, cost = con.execute(
+                f"SELECT sum(tasks), sum(shots), coalesce(sum(est_cost_usd), 0) FROM {table}"
+            ).fetchone()
+        return _compare(
+            {"tasks": raw[0], "shots": raw[1], "est_cost_usd": float(facts_cost)},
+            {"tasks": int(tasks or 0), "shots": int(shots or 0), "est_cost_usd": float(cost)},
+        )
+
+    return _check
+
+
+@asset_check(asset=AssetKey("bucket_prefix_tasks"), name=CHECK_SUMS_MATCH_RAW)
+def bucket_prefix_tasks_sums_match_raw(warehouse: WarehouseResource) -> AssetCheckResult:
+    """At each level (bucket, bucket/prefix) tasks and shots add up to raw."""
+    with warehouse.read() as con:
+        raw = _totals(con, "SELECT count(*), sum(shots) FROM raw.quantum_tasks")
+        levels = {
+            level: (int(tasks or 0), int(shots or 0))
+            for level, tasks, shots in con.execute(
+                "SELECT level, sum(tasks), sum(shots) FROM marts.bucket_prefix_tasks GROUP BY level"
+            ).fetchall()
+        }
+    expected, actual = {}, {}
+    for level in ("bucket", "bucket/prefix"):
+        got = levels.get(level, (0, 0))
+        expected |= {f"{level} tasks": raw[0], f"{level} shots": raw[1]}
+        actual |= {f"{level} tasks": got[0], f"{level} shots": got[1]}
+    return _compare(expected, actual)
+
+
+@asset_check(asset=AssetKey("queue_backlog"), name=CHECK_SUMS_MATCH_RAW)
+def queue_backlog_sums_match_raw(warehouse: WarehouseResource) -> AssetCheckResult:
+    """Waiting tasks and their shots equal raw's CREATED and QUEUED tasks the API still returns."""
+    with warehouse.read() as con:
+        raw = _totals(con, f"SELECT count(*), sum(shots) FROM raw.quantum_tasks WHERE {WAITING}")
+        backlog = _totals(con, "SELECT sum(tasks), sum(shots) FROM marts.queue_backlog")
+        (arns,) = con.execute(
+            "SELECT coalesce(sum(len(task_arns)), 0) FROM marts.queue_backlog"
+        ).fetchone()
+    return _compare(
+        {"tasks": raw[0], "shots": raw[1], "task_arns": raw[0]},
+        {"tasks": backlog[0], "shots": backlog[1], "task_arns": int(arns)},
+    )
+
+
+MODEL_CHECKS = [
+    task_facts_rows_match_raw,
+    _usage_check("daily_usage", "marts.daily_usage"),
+    _usage_check("weekly_usage", "marts.weekly_usage"),
+    _usage_check("monthly_usage", "marts.monthly_usage"),
+    bucket_prefix_tasks_sums_match_raw,
+    queue_backlog_sums_match_raw,
+]

@@ -1,0 +1,218 @@
+"""staging.task_facts: one row per task, parsed and priced in Polars, rebuilt by changed day.
+
+Reads staging.stg_quantum_tasks (raw renamed, sql/staging) in bounded chunks of days,
+derives in Polars
+- region, account_id        from the task ARN  arn:aws:braket:<region>:<account>:quantum-task/<id>
+- device_type, provider,    from the device ARN ...:device/qpu/<provider>/<name> (type 'qpu') or
+  device_name               ...:device/quantum-simulator/<provider>/<name> (type 'simulator');
+                            parsed once per distinct device, then joined
+- prefix                    first path segment of outputS3Directory (what the seed groups by)
+- key_prefix                outputS3Directory without the trailing "/<task id>" (what the
+                            submitter chose; '' when the directory is the id itself)
+- duration_seconds          endedAt - createdAt (queue plus run); null while not ended
+- est_cost_usd              pipelines.models.pricing.with_estimated_cost (data/prices.csv)
+and writes them back. Odd rows never stop a build: what cannot be parsed is null, and raw's
+data_issues travel along.
+
+Incremental by day (pipelines.models.state): only created_dates whose raw rows changed since
+the last build are deleted and re-inserted, all inside one transaction, so readers see the
+old facts or the new ones. A change to this file, pricing.py or the price table rebuilds
+every day.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipelines.models import pricing
+from pipelines.models.state import (
+    BuildReport,
+    DayPlan,
+    describe_days,
+    plan_days,
+    record_days,
+    version_of,
+)
+
+TASK_FACTS_TABLE = "staging.task_facts"
+SOURCE_VIEW = "staging.stg_quantum_tasks"
+# At most this many source rows go through Polars at once (whole days; a bigger day alone).
+CHUNK_ROWS = 1_000_000
+
+DDL = """
+CREATE OR REPLACE TABLE staging.task_facts (
+    quantum_task_arn     VARCHAR NOT NULL,  -- key: one row per task
+    region               VARCHAR,           -- from the task ARN
+    account_id           VARCHAR,           -- from the task ARN
+    device_arn           VARCHAR,
+    device_type          VARCHAR,           -- 'qpu' or 'simulator'; null if the ARN is unusual
+    provider             VARCHAR,           -- from the device ARN, e.g. ionq, amazon
+    device_name          VARCHAR,           -- from the device ARN, e.g. Forte-1, sv1
+    status               VARCHAR,
+    shots                BIGINT,
+    bucket               VARCHAR,           -- outputS3Bucket
+    prefix               VARCHAR,           -- first path segment of outputS3Directory
+    key_prefix           VARCHAR,           -- outputS3Directory without the trailing task id
+    created_at           TIMESTAMP,         -- UTC
+    ended_at             TIMESTAMP,         -- UTC; null while the task has not ended
+    created_date         DATE NOT NULL,     -- UTC day of created_at
+    duration_seconds     DOUBLE,            -- ended_at - created_at (queue plus run)
+    est_cost_usd         DOUBLE,            -- estimate; null when unknown, never a made-up 0
+    is_missing_from_api  BOOLEAN NOT NULL,
+    data_issues          VARCHAR[] NOT NULL,
+    raw_updated_at       TIMESTAMP NOT NULL -- raw.quantum_tasks.updated_at it was built from
+);
+"""
+COLUMNS = [
+    line.split()[0]
+    for line in DDL.splitlines()
+    if line.startswith("    ") and not line.strip().startswith("--")
+]
+
+# Per-day fingerprints of the source (see pipelines.models.state).
+SOURCE_DAYS: tuple[str, list] = (
+    f"""
+    SELECT created_date,
+           hash(count(*), sum(epoch_us(raw_updated_at))) AS fingerprint,
+           count(*) AS source_rows
+    FROM {SOURCE_VIEW}
+    GROUP BY created_date
+    """,
+    [],
+)
+
+TASK_ARN = (
+    r"^arn:[^:]*:braket:(?<region>[^:]+):(?<account_id>[^:]+):quantum-task/(?<_task_id>[^/]+)$"
+)
+DEVICE_ARN = r"^arn:[^:]*:braket:[^:]*:[^:]*:device/(?<_kind>[^/]+)/(?<provider>[^/]+)/(?<device_name>[^/]+)$"
+DEVICE_TYPES = {"qpu": "qpu", "quantum-simulator": "simulator"}
+
+
+def parse_devices(device_arns: pl.Series) -> pl.DataFrame:
+    """device_type, provider and device_name for each distinct device ARN."""
+    devices = pl.DataFrame({"device_arn": device_arns.drop_nulls().unique()})
+    return (
+        devices.with_columns(pl.col("device_arn").str.extract_groups(DEVICE_ARN).alias("_parts"))
+        .unnest("_parts")
+        .with_columns(
+            pl.col("_kind").replace_strict(DEVICE_TYPES, default=None).alias("device_type"),
+            # Parts of an ARN of an unknown kind are not a provider and a name we can vouch for.
+            pl.when(pl.col("_kind").is_in(list(DEVICE_TYPES))).then(pl.col("provider")),
+            pl.when(pl.col("_kind").is_in(list(DEVICE_TYPES))).then(pl.col("device_name")),
+        )
+        .select("device_arn", "device_type", "provider", "device_name")
+    )
+
+
+def stage_tasks(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
+    """The Polars staging proper: rows of stg_quantum_tasks in, rows of task_facts out."""
+    directory = pl.col("output_s3_directory")
+    task_id = pl.col("_task_id")
+    key_prefix = (
+        pl.when(directory == task_id)
+        .then(pl.lit(""))
+        .otherwise(directory.str.strip_suffix(pl.concat_str([pl.lit("/"), task_id])))
+    )
+    staged = (
+        tasks.with_columns(
+            pl.col("quantum_task_arn").str.extract_groups(TASK_ARN).alias("_arn_parts")
+        )
+        .unnest("_arn_parts")
+        .join(parse_devices(tasks["device_arn"]), on="device_arn", how="left")
+        .with_columns(
+            directory.str.extract(r"^([^/]*)", 1).alias("prefix"),
+            pl.coalesce(key_prefix, directory).alias("key_prefix"),
+            ((pl.col("ended_at") - pl.col("created_at")).dt.total_microseconds() / 1e6).alias(
+                "duration_seconds"
+            ),
+        )
+    )
+    return pricing.with_estimated_cost(staged, prices).select(COLUMNS)
+
+
+def task_facts_version(prices: pl.DataFrame) -> str:
+    here = Path(__file__)
+    return version_of(
+        here.read_bytes(), Path(pricing.__file__).read_bytes(), prices.write_csv().encode()
+    )
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".")
+    (count,) = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name],
+    ).fetchone()
+    return count > 0
+
+
+def build_task_facts(
+    con: duckdb.DuckDBPyConnection,
+    prices: pl.DataFrame | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    log=None,
+) -> BuildReport:
+    """Bring staging.task_facts up to date with raw in one transaction; returns what it did."""
+    started = time.monotonic()
+    prices = pricing.load_prices() if prices is None else prices
+    if not table_exists(con, SOURCE_VIEW):
+        raise RuntimeError(f"{SOURCE_VIEW} does not exist: build the stg_quantum_tasks model first")
+    written = 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        plan = plan_days(
+            con,
+            TASK_FACTS_TABLE,
+            task_facts_version(prices),
+            SOURCE_DAYS,
+            output_exists=table_exists(con, TASK_FACTS_TABLE),
+        )
+        if plan.full:
+            con.execute(DDL)
+        elif plan.touched:
+            con.execute(
+                "DELETE FROM staging.task_facts WHERE created_date IN (SELECT unnest(?::DATE[]))",
+                [plan.touched],
+            )
+        for days in plan.chunks(chunk_rows):
+            written += _build_chunk(con, days, prices)
+            if log:
+                log(f"task_facts: {describe_days(days)} done ({written} rows so far)")
+        record_days(con, plan)
+        (total,) = con.execute("SELECT count(*) FROM staging.task_facts").fetchone()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return _report(plan, written, total, time.monotonic() - started)
+
+
+def _build_chunk(con: duckdb.DuckDBPyConnection, days: list[date], prices: pl.DataFrame) -> int:
+    tasks = con.execute(
+        f"SELECT * FROM {SOURCE_VIEW} WHERE created_date IN (SELECT unnest(?::DATE[]))", [days]
+    ).pl()
+    facts = stage_tasks(tasks, prices)
+    con.register("_task_facts_chunk", facts)
+    try:
+        con.execute("INSERT INTO staging.task_facts BY NAME SELECT * FROM _task_facts_chunk")
+    finally:
+        con.unregister("_task_facts_chunk")
+    return facts.height
+
+
+def _report(plan: DayPlan, written: int, total: int, seconds: float) -> BuildReport:
+    return BuildReport(
+        model=plan.model,
+        materialized="table (Polars, incremental by day)",
+        full_rebuild=plan.full,
+        days_rebuilt=list(plan.build),
+        days_dropped=list(plan.drop),
+        rows_written=written,
+        rows_total=total,
+        seconds=seconds,
+    )

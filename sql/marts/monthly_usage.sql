@@ -1,0 +1,37 @@
+-- marts.monthly_usage: marts.daily_usage rolled up to calendar months (UTC).
+-- grain: one row per month_start_date, region, device_arn, status, bucket, prefix
+-- depends_on: marts.daily_usage
+-- materialized: view
+
+with daily_usage as (
+
+    select * from marts.daily_usage
+
+),
+
+monthly as (
+
+    select
+        date_trunc('month', day)::DATE as month_start_date,
+        region,
+        device_arn,
+        status,
+        bucket,
+        prefix,
+        sum(tasks)::BIGINT as tasks,
+        sum(shots)::BIGINT as shots,
+        sum(est_cost_usd) as est_cost_usd,
+        sum(unpriced_tasks)::BIGINT as unpriced_tasks
+
+    from daily_usage
+    group by all
+
+),
+
+final as (
+
+    select * from monthly
+
+)
+
+select * from final
