@@ -5,10 +5,11 @@ Adding an area means adding it to AREAS; nothing else here changes.
 
 from dagster import Definitions
 
-from pipelines.cleanup.definitions import defs as cleanup_defs
-from pipelines.ingest.definitions import defs as ingest_defs
+from pipelines.cleanup import definitions as cleanup
+from pipelines.ingest import definitions as ingest
 from pipelines.resources import build_resources
 
-AREAS = [ingest_defs, cleanup_defs]
+# Modules, not their `defs`: Dagster refuses a module with more than one Definitions in scope.
+AREAS = [ingest.defs, cleanup.defs]
 
 defs = Definitions.merge(*AREAS, Definitions(resources=build_resources()))

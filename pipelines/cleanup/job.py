@@ -32,6 +32,7 @@ from pipelines.warehouse.resource import WarehouseResource
 
 WAREHOUSE_POOL = "warehouse_writer"
 JOB_NAME = "cancel_queued_tasks"
+OP_NAME = "cancel_selected_tasks"  # op and job names share one namespace in Dagster
 FLUSH_ROWS = 50  # audit rows per write transaction
 FLUSH_SECONDS = 5.0  # or sooner: the audit trails the cancellations by at most this
 
@@ -99,7 +100,7 @@ def run_config_for(plans: list[PolicyPlan], dry_run: bool = False) -> dict:
                 "tasks": tasks,
             }
         )
-    return {"ops": {JOB_NAME: {"config": {"policies": policies, "dry_run": dry_run}}}}
+    return {"ops": {OP_NAME: {"config": {"policies": policies, "dry_run": dry_run}}}}
 
 
 class _AuditWriter:
@@ -129,7 +130,7 @@ def _created(text: str) -> datetime | None:
 
 
 @op(
-    name=JOB_NAME,
+    name=OP_NAME,
     pool=WAREHOUSE_POOL,
     description="Check limits, re-read each task, cancel (or dry-run), audit every decision.",
 )

@@ -192,7 +192,7 @@ def enforce(
     from dagster import DagsterInstance
 
     from pipelines.cleanup import audit
-    from pipelines.cleanup.job import JOB_NAME, run_config_for
+    from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for
     from pipelines.settings import ensure_dagster_home
 
     if defs is None:
@@ -206,7 +206,7 @@ def enforce(
             f"{item.matched} matched" + (f"; LIMIT EXCEEDED: {item.breach}" if item.breach else "")
         )
     run_config = run_config_for(plans, dry_run=dry_run)
-    if not run_config["ops"][JOB_NAME]["config"]["policies"]:
+    if not run_config["ops"][OP_NAME]["config"]["policies"]:
         echo("nothing to cancel: no run started")
         return None
     if instance is None:

@@ -268,7 +268,8 @@ class Limits(_Strict):
         gt=0,
         le=100,
         description="Most tasks one run may cancel, as a percentage of the policy's scope: "
-        "every CREATED or QUEUED task in the policy's regions, before any other filter.",
+        "every live task in the policy's regions with one of its `match.statuses`, before "
+        "any other filter.",
         examples=[100],
     )
 

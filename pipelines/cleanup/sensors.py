@@ -102,7 +102,13 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
         reason = "same set as last tick for " + ", ".join(unchanged)
     else:
         matched = sum(p.matched for p in plans)
-        reason = f"nothing matched: {len(policies)} policies, no task selected" + (
-            f" ({matched} matched but exempt or under their `when` condition)" if matched else ""
-        )
+        count = f"{len(policies)} {'policy' if len(policies) == 1 else 'policies'}"
+        if matched:
+            reason = (
+                f"nothing to cancel: {matched} {'task' if matched == 1 else 'tasks'} matched "
+                f"{count} but all are exempt "
+                "or under their `when` condition"
+            )
+        else:
+            reason = f"nothing to cancel: no CREATED/QUEUED task matched {count}"
     return SensorResult(skip_reason=SkipReason(reason), cursor=new_cursor)

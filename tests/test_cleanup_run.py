@@ -1,0 +1,409 @@
+"""The cleanup end to end: emulator over HTTP, real sensor evaluation, real job runs, DuckDB."""
+
+import http.server
+import json
+import threading
+
+import pytest
+from dagster import SensorResult
+
+from pipelines.cleanup import audit
+from pipelines.cleanup.job import client_token, run_config_for
+from pipelines.cleanup.matching import plan_policies
+from pipelines.cleanup.policies import load_policies
+from tests.cleanup_support import (
+    CEPHEUS,
+    FORTE,
+    SANDBOX_EXAMPLE,
+    SHOT_CAP_EXAMPLE,
+    SV1,
+    Cleanup,
+    outcomes,
+    run_metadata,
+)
+
+
+@pytest.fixture
+def cleanup(emulator_factory, tmp_path, monkeypatch) -> Cleanup:
+    return Cleanup(emulator_factory(tasks=0), tmp_path, monkeypatch)
+
+
+def _changed(before: dict, after: dict) -> dict[str, tuple[str, str]]:
+    """ARN -> (status before, status after) for every task that changed in any way."""
+    assert before.keys() == after.keys()
+    return {
+        arn: (before[arn]["status"], after[arn]["status"])
+        for arn in before
+        if before[arn] != after[arn]
+    }
+
+
+def _sandbox_mix(c: Cleanup) -> tuple[list[str], dict[str, str]]:
+    """Tasks around the sandbox example: the ones it must cancel, and the others with why not."""
+    targets = c.insert(c.task(), c.task(age_hours=30, shots=5000))
+    others = c.insert(
+        c.task(tags={"keep": "true"}),  # exempt
+        c.task(age_hours=2),  # too young (min_age 24h)
+        c.task(status="CREATED"),  # statuses: [QUEUED] only
+        c.task(key_prefix="tasks"),  # other prefix
+        c.task(key_prefix="Your-Folder-Name"),  # other prefix
+        c.task(bucket="amazon-braket-chemistry"),  # other bucket
+        c.task(region="us-east-1", device=FORTE),  # other region
+        c.task(device=SV1),  # not a QPU
+        c.task(status="RUNNING"),  # not cancellable
+        c.task(status="COMPLETED", endedAt=c.now.isoformat()),
+    )
+    reasons = [
+        "exempt",
+        "young",
+        "created",
+        "prefix tasks",
+        "prefix Your-Folder-Name",
+        "bucket",
+        "region",
+        "simulator",
+        "running",
+        "completed",
+    ]
+    return targets, dict(zip(others, reasons, strict=True))
+
+
+def test_sensor_tick_leads_to_a_run_that_cancels_exactly_the_matching_tasks(cleanup):
+    c = cleanup
+    targets, _ = _sandbox_mix(c)
+    c.policies(SANDBOX_EXAMPLE)
+    before = c.truth()
+
+    result = c.tick()
+    assert isinstance(result, SensorResult)
+    (request,) = result.run_requests
+    assert request.run_key.startswith("cleanup-sandbox-cleanup-")
+    assert request.tags["cleanup/policy"] == "sandbox-cleanup"
+    selected = [
+        t["arn"]
+        for t in request.run_config["ops"]["cancel_selected_tasks"]["config"]["policies"][0][
+            "tasks"
+        ]
+        if t["decision"] == "selected"
+    ]
+    assert sorted(selected) == sorted(targets)
+
+    # The sensor itself changed nothing; an unchanged set is not requested again.
+    assert c.truth() == before
+    again = c.tick(cursor=result.cursor)
+    assert not again.run_requests
+    assert "same set as last tick" in again.skip_reason.skip_message
+
+    run = c.run(request.run_config)
+    assert run.success
+    changed = _changed(before, c.truth())
+    assert set(changed) == set(targets)
+    assert all(status in ("CANCELLING", "CANCELLED") for _, status in changed.values())
+
+    rows = c.audit(run.run_id)
+    found = outcomes(rows)
+    assert found[audit.MATCHED] == set(targets)
+    assert found[audit.CANCELLED] == set(targets)
+    assert len(found[audit.SKIPPED_EXEMPT]) == 1
+    assert {r["policy"] for r in rows} == {"sandbox-cleanup"}
+    assert {r["mode"] for r in rows} == {"enforce"}
+    cancelled = [r for r in rows if r["outcome"] == audit.CANCELLED]
+    assert {(r["bucket"], r["prefix"], r["key_prefix"], r["region"]) for r in cancelled} == {
+        ("amazon-braket-masumoto", "Sandbox", "Sandbox", "us-west-1")
+    }
+    assert all(r["acted_at"] is not None and r["device_arn"] == CEPHEUS for r in cancelled)
+    meta = run_metadata(run)
+    assert meta["count_cancelled"] == 2 and meta["count_skipped_exempt"] == 1
+
+    # After the run the next tick finds nothing left to do.
+    after = c.tick(cursor=result.cursor)
+    assert not after.run_requests
+    assert "nothing to cancel" in after.skip_reason.skip_message
+
+
+def test_the_seeds_bucket_prefix_cleanup_as_a_policy(emulator_factory, tmp_path, monkeypatch):
+    """The seed looped over the ARNs of one bucket/prefix by hand; here with a real history."""
+    c = Cleanup(emulator_factory(tasks=400, days=2), tmp_path, monkeypatch)
+    c.insert(*(c.task(age_hours=h) for h in (1, 5, 50)), c.task(key_prefix="Sandbox/deep"))
+    c.insert(c.task(region="us-east-1", device=FORTE), c.task(key_prefix="tasks"))
+    c.policies(
+        """\
+policies:
+  - name: seed-sandbox
+    description: cancel every queued task of amazon-braket-masumoto/Sandbox
+    match:
+      statuses: [QUEUED]
+      bucket: amazon-braket-masumoto
+      prefix: Sandbox
+    action: cancel
+    mode: enforce
+    limits: {max_cancellations: 1000}
+"""
+    )
+    before = c.truth()
+    expected = {
+        arn
+        for arn, t in before.items()
+        if t["status"] == "QUEUED"
+        and t["outputS3Bucket"] == "amazon-braket-masumoto"
+        and t["outputS3Directory"].startswith("Sandbox/")
+        and arn.split(":")[3] in ("us-east-1", "us-west-1")
+    }
+    assert len(expected) >= 5  # the inserted ones, and any the history left queued
+
+    (request,) = c.tick().run_requests
+    run = c.run(request.run_config)
+    assert run.success
+    changed = _changed(before, c.truth())
+    assert set(changed) == expected
+    assert {after for _, after in changed.values()} <= {"CANCELLING", "CANCELLED"}
+
+
+def test_sensor_skip_reasons(cleanup):
+    c = cleanup
+    c.policies("policies: []\n")
+    assert "no policies" in c.tick().skip_message
+
+    c.policies(SANDBOX_EXAMPLE)
+    c.insert(c.task(key_prefix="tasks"), c.task(tags={"keep": "true"}))
+    result = c.tick()
+    assert not result.run_requests
+    message = result.skip_reason.skip_message
+    assert message.startswith("nothing to cancel: 1 task matched 1 policy but all are exempt")
+
+
+def test_an_invalid_policy_file_fails_the_tick(cleanup):
+    from pipelines.cleanup.policies import PolicyError
+
+    cleanup.policies(SANDBOX_EXAMPLE.replace("[QUEUED]", "[RUNNING]"))
+    with pytest.raises(PolicyError, match="RUNNING is not cancellable"):
+        cleanup.tick()
+
+
+def test_a_dry_run_changes_nothing_but_records_the_same_shape(cleanup):
+    c = cleanup
+    targets, _ = _sandbox_mix(c)
+    c.policies(SANDBOX_EXAMPLE.replace("mode: enforce", "mode: dry-run"))
+    before = c.truth()
+
+    (request,) = c.tick().run_requests
+    assert request.tags["cleanup/mode"] == "dry-run"
+    dry = c.run(request.run_config)
+    assert dry.success
+    assert c.truth() == before
+    assert c.cancel_calls() == 0
+    dry_rows = c.audit(dry.run_id)
+    assert outcomes(dry_rows)[audit.DRY_RUN] == set(targets)
+    assert audit.CANCELLED not in outcomes(dry_rows)
+
+    # --dry-run over an enforce policy: the same, and the rows match an enforce run's shape.
+    c.policies(SANDBOX_EXAMPLE)
+    plans = plan_policies(load_policies(c.tmp_path / "policies.yaml"), c.resources["braket"].api)
+    forced = c.run(run_config_for(plans, dry_run=True))
+    assert forced.success and c.truth() == before and c.cancel_calls() == 0
+    assert {r["mode"] for r in c.audit(forced.run_id)} == {"dry-run"}
+
+    enforce = c.run(run_config_for(plans))
+    enforce_rows = c.audit(enforce.run_id)
+
+    def shape(rows):
+        return sorted(
+            (
+                r["policy"],
+                r["quantum_task_arn"],
+                "acted" if r["outcome"] in (audit.DRY_RUN, audit.CANCELLED) else r["outcome"],
+            )
+            for r in rows
+        )
+
+    assert shape(dry_rows) == shape(enforce_rows)
+    assert dry_rows[0].keys() == enforce_rows[0].keys()
+
+
+def test_a_limit_breach_cancels_nothing_and_fails_the_run(cleanup):
+    c = cleanup
+    c.insert(*(c.task() for _ in range(3)))
+    c.policies(SANDBOX_EXAMPLE.replace("max_cancellations: 50", "max_cancellations: 2"))
+    before = c.truth()
+
+    (request,) = c.tick().run_requests
+    assert request.tags["cleanup/limit_exceeded"] == "true"
+    run = c.run(request.run_config)
+    assert not run.success
+    failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "limit exceeded" in failure.event_specific_data.error.message
+    assert "max_cancellations is 2" in failure.event_specific_data.error.message
+    assert c.truth() == before
+    assert c.cancel_calls() == 0
+    rows = c.audit(run.run_id)
+    assert len(outcomes(rows)[audit.LIMIT_EXCEEDED]) == 3
+    assert set(outcomes(rows)) == {audit.MATCHED, audit.LIMIT_EXCEEDED}
+    assert run_metadata(run)["count_limit_exceeded"] == 3
+
+
+def test_max_percent_of_scope_and_other_policies_still_act(cleanup):
+    """Scope = every QUEUED task in the policy's regions: 2 sandbox tasks of 4 is 50%."""
+    c = cleanup
+    sandbox = c.insert(c.task(), c.task())
+    others = c.insert(c.task(key_prefix="tasks"), c.task(bucket="amazon-braket-qml"))
+    c.policies(
+        SANDBOX_EXAMPLE.replace("max_percent: 100", "max_percent: 40")
+        + """\
+  - name: qml-cleanup
+    description: the qml team's queued tasks
+    match: {bucket: amazon-braket-qml}
+    action: cancel
+    mode: enforce
+"""
+    )
+    plans = plan_policies(load_policies(c.tmp_path / "policies.yaml"), c.resources["braket"].api)
+    assert plans[0].scope == 4 and "max_percent is 40" in plans[0].breach
+    assert plans[1].breach is None
+    run = c.run(run_config_for(plans))
+    assert not run.success
+    truth = c.truth()
+    assert [truth[a]["status"] for a in sandbox] == ["QUEUED", "QUEUED"]
+    assert truth[others[0]]["status"] == "QUEUED"
+    assert truth[others[1]]["status"] in ("CANCELLING", "CANCELLED")
+
+
+def test_a_task_that_started_running_is_skipped(cleanup):
+    c = cleanup
+    starts, stays = c.insert(
+        c.task(startsAfterSeconds=30, runSeconds=3600, shots=7), c.task(shots=8)
+    )
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests  # both QUEUED when planned
+    c.em.advance(60)
+    assert c.truth()[starts]["status"] == "RUNNING"
+
+    run = c.run(request.run_config)
+    assert run.success
+    truth = c.truth()
+    assert truth[starts]["status"] == "RUNNING"
+    assert truth[stays]["status"] in ("CANCELLING", "CANCELLED")
+    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] != "matched"}
+    assert rows[starts]["outcome"] == audit.SKIPPED_NOT_CANCELLABLE
+    assert rows[starts]["detail"] == "live status RUNNING"
+    assert rows[stays]["outcome"] == audit.CANCELLED
+    assert c.cancel_calls() == 1
+
+
+def test_a_rerun_never_cancels_twice(cleanup):
+    c = cleanup
+    targets = c.insert(c.task(), c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    first = c.run(request.run_config)
+    assert c.cancel_calls() == 2
+    second = c.run(request.run_config)  # e.g. a re-execution from the UI
+    assert first.success and second.success
+    assert c.cancel_calls() == 2
+    assert outcomes(c.audit(second.run_id))[audit.SKIPPED_NOT_CANCELLABLE] == set(targets)
+
+    # A retried CancelQuantumTask (same token) gets the first answer, not a conflict.
+    scope = c.resources["braket"].api.regions["us-west-1"]
+    token = client_token("sandbox-cleanup", targets[0])
+    assert token == client_token("sandbox-cleanup", targets[0])
+    assert len(token) <= 64 and token != client_token("other-policy", targets[0])
+    assert scope.cancel_task(targets[0], token) == "CANCELLING"
+
+
+def test_budget_condition_cancels_only_groups_over_the_threshold(cleanup):
+    c = cleanup
+    over = c.insert(c.task(age_hours=26, shots=30), c.task(age_hours=27, shots=30))  # 60 shots
+    under = c.insert(c.task(age_hours=50, shots=20), c.task(age_hours=51, shots=20))  # 40
+    keep = c.insert(
+        c.task(age_hours=74, shots=45, tags={"keep": "true"}), c.task(age_hours=75, shots=10)
+    )
+    other_device = c.insert(c.task(region="us-east-1", device=FORTE, age_hours=26, shots=500))
+    text = SHOT_CAP_EXAMPLE.replace(
+        "    mode: dry-run", '    mode: enforce\n    exempt: {tags: {keep: "true"}}'
+    )
+    c.policies(text)
+    before = c.truth()
+
+    (request,) = c.tick().run_requests
+    run = c.run(request.run_config)
+    assert run.success
+    changed = _changed(before, c.truth())
+    # Day 4 has 55 shots only counting the exempt task: its other task goes, the exempt one stays.
+    assert set(changed) == set(over) | {keep[1]}
+    found = outcomes(c.audit(run.run_id))
+    assert found[audit.SKIPPED_CONDITION] == set(under)
+    assert found[audit.SKIPPED_EXEMPT] == {keep[0]}
+    assert other_device[0] not in set().union(*found.values())
+
+
+def test_the_shot_cap_example_as_written_is_a_dry_run(cleanup):
+    c = cleanup
+    over = c.insert(c.task(age_hours=1, shots=40), c.task(age_hours=2, shots=40))
+    c.policies(SHOT_CAP_EXAMPLE)
+    before = c.truth()
+    (request,) = c.tick().run_requests
+    run = c.run(request.run_config)
+    assert run.success and c.truth() == before
+    assert outcomes(c.audit(run.run_id))[audit.DRY_RUN] == set(over)
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    status = 200
+    bodies: list
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        length = int(self.headers["Content-Length"])
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    def start(status: int):
+        handler = type("Handler", (_Receiver,), {"status": status, "bodies": []})
+        server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/hook", handler.bodies
+
+    servers: list = []
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_summary_reaches_the_webhook(cleanup, receiver, monkeypatch):
+    c = cleanup
+    url, bodies = receiver(200)
+    monkeypatch.setenv("BRAKET_CLEANUP_WEBHOOK_URL", url)
+    targets = c.insert(c.task(), c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    assert c.run(request.run_config).success
+    (body,) = bodies
+    assert set(body) == {"text"}
+    assert "sandbox-cleanup" in body["text"] and "cancelled 2" in body["text"]
+    assert all(arn in body["text"] for arn in targets)
+
+
+@pytest.mark.parametrize("how", ["http-500", "unreachable"])
+def test_a_failing_webhook_does_not_fail_the_run(cleanup, receiver, monkeypatch, how):
+    c = cleanup
+    if how == "http-500":
+        url, bodies = receiver(500)
+    else:
+        url, bodies = "http://127.0.0.1:9/hook", []
+    monkeypatch.setenv("BRAKET_CLEANUP_WEBHOOK_URL", url)
+    (target,) = c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    run = c.run(request.run_config)
+    assert run.success
+    assert c.truth()[target]["status"] in ("CANCELLING", "CANCELLED")
+    logs = [entry.user_message for entry in c.instance.all_logs(run.run_id)]
+    assert any("cleanup notification failed" in m for m in logs)
+    assert len(bodies) == (1 if how == "http-500" else 0)
