@@ -260,3 +260,77 @@ def test_sync_runs_are_recorded_in_the_instance(emulator, tmp_path):
             runs[0].tags["dagster/asset_partition_range_end"]
             >= runs[0].tags["dagster/asset_partition_range_start"]
         )
+
+
+def _sync_process(emulator, db, start, end, home):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "BRAKET_ENDPOINT_URL": emulator.url,
+        "BRAKET_WAREHOUSE_DB": str(db),
+        "DAGSTER_HOME": str(home),
+        "BRAKET_PACE_AT_QUOTA": "false",
+    }
+    cli = Path(sys.executable).parent / "braket-warehouse"
+    return subprocess.Popen(
+        [str(cli), "sync", "--start", start.isoformat(), "--end", end.isoformat(), "--skip-models"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
+    """SIGKILL a real `braket-warehouse sync` process mid-pull; the warehouse is untouched and
+    the next run completes it."""
+    import signal
+
+    slow = emulator_factory(latency_ms=150)
+    pipeline = make_pipeline(slow.url, tmp_path / "w.duckdb")
+    first, last = history_days(slow.emulator.clock.now_ms(), slow.emulator.config.days)
+    pipeline.sync(first, first)
+    snapshot = pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn")
+    assert snapshot
+
+    proc = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home")
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if " tasks" in line and "pulling" not in line:  # a region finished its first day
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])
+    assert pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn") == snapshot
+
+    pipeline.sync(first, last)
+    assert_matches_truth(pipeline, slow)
+
+
+def test_sync_waits_for_another_writer(emulator, tmp_path):
+    """DuckDB has one writer: a sync that finds the file held waits for it instead of failing."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "w.duckdb"
+    pipeline = make_pipeline(emulator.url, db)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(4)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    pipeline.sync(first, last)
+    assert holder.wait(timeout=30) == 0
+    assert_matches_truth(pipeline, emulator)
