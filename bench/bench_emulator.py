@@ -44,7 +44,35 @@ def walk(url: str, region: str, seconds: float) -> tuple[int, list[float]]:
     return pages, latencies
 
 
+GENERATE = """
+import resource, time
+from pipelines.emulator.service import Emulator, EmulatorConfig
+began = time.perf_counter()
+Emulator(EmulatorConfig(tasks={tasks}, days=90, throttle=False))
+print(time.perf_counter() - began, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def generation(tasks: int = 1_000_000) -> None:
+    """Synthetic history in a fresh process: time and peak memory (targets 30 s, 2 GB)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", GENERATE.format(tasks=tasks)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    seconds, peak_mb = float(out[0]), float(out[1])
+    print(
+        f"\n-- emulator history: {tasks:,} tasks generated in {seconds:.1f} s (target <= 30 s, "
+        f"{30 / seconds:.1f}x headroom), peak RSS {peak_mb:,.0f} MB (target <= 2048 MB)"
+    )
+
+
 def run(seconds: float = 8.0) -> None:
+    generation()
     print("\n-- emulator: 200,000 tasks, throttling off")
     with served_emulator("--throttle", "off", "--tasks", "200000", "--days", "30") as url:
         _, one = walk(url, "us-west-1", 2.0)
