@@ -98,6 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-models", action="store_true", help="ingest only; leave the models as they are"
     )
 
+    query = sub.add_parser(
+        "query", help="run SQL on the warehouse, read-only; waits while a sync writes it"
+    )
+    query.add_argument("sql", help='the SQL to run, e.g. "select * from marts.daily_usage"')
+    query.add_argument(
+        "--format", choices=["table", "csv", "json", "parquet"], default="table", dest="fmt"
+    )
+    query.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="write here instead of stdout (parquet: required)",
+    )
+    query.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for a sync holding the warehouse (default 60)",
+    )
+
     demo = sub.add_parser("demo", help="the whole pipeline against an embedded emulator")
     add_emulator_options(demo)
 
@@ -135,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
                 run_sync(args.start, args.end, with_models=not args.skip_models)
             except SyncError as exc:
                 print(f"braket-warehouse: {exc}", file=sys.stderr)
+                return 1
+            return 0
+        if args.command == "query":
+            from pipelines.query import QueryError, run_query
+            from pipelines.settings import load_settings
+
+            try:
+                run_query(args.sql, load_settings().warehouse_db, args.fmt, args.out, args.wait)
+            except QueryError as exc:
+                print(f"braket-warehouse query: {exc}", file=sys.stderr)
                 return 1
             return 0
         if args.command == "demo":
