@@ -7,9 +7,10 @@ from dagster import Definitions
 
 from pipelines.cleanup import definitions as cleanup
 from pipelines.ingest import definitions as ingest
+from pipelines.models import definitions as models
 from pipelines.resources import build_resources
 
 # Modules, not their `defs`: Dagster refuses a module with more than one Definitions in scope.
-AREAS = [ingest.defs, cleanup.defs]
+AREAS = [ingest.defs, models.defs, cleanup.defs]
 
 defs = Definitions.merge(*AREAS, Definitions(resources=build_resources()))
