@@ -211,7 +211,13 @@ def make_server(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> E
 def serve_in_thread(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
     """Start serving in a daemon thread (tests, the demo); stop with `server.shutdown()`."""
     server = make_server(emulator, host, port)
-    threading.Thread(target=server.serve_forever, name="braket-emulator", daemon=True).start()
+    # A short poll interval makes shutdown() return quickly (tests start and stop many).
+    threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="braket-emulator",
+        daemon=True,
+    ).start()
     return server
 
 
