@@ -72,6 +72,7 @@ def test_full_backfill_equals_ground_truth(pipeline, emulator):
         e.event_specific_data.asset_check_key.name: e.event_specific_data.passed
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.asset_check_key.asset_key.to_user_string() == "quantum_tasks"
     }
     assert checks == {
         "arn_unique": True,
