@@ -56,7 +56,12 @@ policies:
 
 
 class Cleanup:
-    """An emulator, a warehouse under tmp_path, an ephemeral Dagster instance, and helpers."""
+    """An emulator, a warehouse under tmp_path, an ephemeral Dagster instance, and helpers.
+
+    Clocks: the emulator's is frozen at last midnight (`now`), while `min_age` is measured
+    on the wall clock. A task created at `now` is younger than 24 h whatever the time of
+    day; one created 48 h before `now` is older than 48 h.
+    """
 
     def __init__(self, emulator, tmp_path: Path, monkeypatch):
         self.em = emulator

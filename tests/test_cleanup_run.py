@@ -43,7 +43,7 @@ def _sandbox_mix(c: Cleanup) -> tuple[list[str], dict[str, str]]:
     targets = c.insert(c.task(), c.task(age_hours=30, shots=5000))
     others = c.insert(
         c.task(tags={"keep": "true"}),  # exempt
-        c.task(age_hours=2),  # too young (min_age 24h)
+        c.task(age_hours=0),  # too young: created at the emulator's now (last midnight)
         c.task(status="CREATED"),  # statuses: [QUEUED] only
         c.task(key_prefix="tasks"),  # other prefix
         c.task(key_prefix="Your-Folder-Name"),  # other prefix

@@ -229,8 +229,9 @@ def enforce(
     for (policy, outcome), n in sorted(counts.items()):
         echo(f"  {policy}: {outcome} {n}")
     if not result.success:
-        failure = next((e for e in result.all_events if e.is_failure), None)
-        message = failure.message if failure else "run failed"
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        error = failure.event_specific_data.error if failure else None
+        message = error.message.strip() if error else "run failed"
         raise EnforceError(f"cleanup run {result.run_id} failed: {message}")
     echo(f"cleanup run {result.run_id} succeeded; audit rows in {audit.TABLE}")
     return result

@@ -1,0 +1,210 @@
+"""Policy files: the issue's examples validate as written; bad files give clear errors."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipelines.cleanup import reference
+from pipelines.cleanup.policies import (
+    PolicyError,
+    check_text,
+    format_duration,
+    load_policies,
+    parse_duration,
+)
+from pipelines.settings import PROJECT_ROOT
+from tests.cleanup_support import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
+
+GOOD = """\
+policies:
+  - name: ok-policy
+    description: fine
+    match: {bucket: amazon-braket-qml}
+    action: cancel
+"""
+
+
+def problems(text: str) -> list[str]:
+    return [str(p) for p in check_text(text, "p.yaml").problems]
+
+
+def test_the_issues_examples_are_valid_as_written():
+    sandbox = check_text(SANDBOX_EXAMPLE)
+    assert sandbox.ok, sandbox.problems
+    (policy,) = sandbox.policies
+    assert policy.mode == "enforce" and policy.action == "cancel"
+    assert policy.match.regions == ["us-west-1"]
+    assert policy.match.statuses == ["QUEUED"]
+    assert policy.match.min_age == timedelta(hours=24)
+    assert policy.exempt.tags == {"keep": "true"}
+    assert policy.limits.max_cancellations == 50 and policy.limits.max_percent == 100
+
+    cap = check_text(SHOT_CAP_EXAMPLE)
+    assert cap.ok, cap.problems
+    (policy,) = cap.policies
+    assert policy.when.queued_shots_at_least == 50 and policy.mode == "dry-run"
+    assert policy.limits.max_cancellations == 100  # the default
+
+
+def test_the_projects_policy_file_is_valid():
+    policies = load_policies(PROJECT_ROOT / "policies.yaml")
+    assert [p.name for p in policies] == ["sandbox-cleanup", "daily-shot-cap"]
+
+
+def test_defaults():
+    (policy,) = check_text(GOOD).policies
+    assert policy.mode == "dry-run"
+    assert policy.match.statuses == ["CREATED", "QUEUED"]
+    assert policy.exempt.tags == {} and policy.when is None
+
+
+def test_duplicate_key_names_file_line_policy_and_field():
+    text = SANDBOX_EXAMPLE.replace(
+        '      prefix: "Sandbox"\n', '      prefix: "Sandbox"\n      bucket: other\n'
+    )
+    (message,) = problems(text)
+    assert message == (
+        "p.yaml:10: policy 'sandbox-cleanup': field match.bucket: "
+        "duplicate key 'bucket' (first at line 8)"
+    )
+
+
+def test_duplicate_top_level_and_policy_keys():
+    assert problems("policies: []\npolicies: []\n") == [
+        "p.yaml:2: field policies: duplicate key 'policies' (first at line 1)"
+    ]
+    text = GOOD + "    mode: enforce\n    mode: dry-run\n"
+    assert problems(text) == [
+        "p.yaml:7: policy 'ok-policy': field mode: duplicate key 'mode' (first at line 6)"
+    ]
+
+
+def test_unknown_keys_are_errors_that_list_the_allowed_ones():
+    (message,) = problems(GOOD.replace("match: {bucket", "match: {colour: red, bucket"))
+    assert message.startswith("p.yaml:4: policy 'ok-policy': field match.colour: unknown key")
+    assert "allowed keys: regions, devices, statuses" in message
+    (message,) = problems(GOOD + "    schedule: hourly\n")
+    assert "p.yaml:6: policy 'ok-policy': field schedule: unknown key 'schedule'" in message
+    assert "allowed keys: name, description, match" in message
+    (message,) = problems(GOOD + "settings: {}\n")
+    assert message == "p.yaml:6: unknown top-level key 'settings'; the only key is `policies`"
+
+
+def test_a_status_that_is_not_cancellable():
+    (message,) = problems(SANDBOX_EXAMPLE.replace("[QUEUED]", "[QUEUED, RUNNING]"))
+    assert message == (
+        "p.yaml:7: policy 'sandbox-cleanup': field match.statuses[1]: "
+        "RUNNING is not cancellable: statuses may only be CREATED and/or QUEUED"
+    )
+    assert (
+        "match.statuses: List should have at least 1 item"
+        in problems(GOOD.replace("{bucket", "{statuses: [], bucket"))[0]
+    )
+
+
+@pytest.mark.parametrize("value", ["24 hours", "3600", "1y", "-2d", "h", "''"])
+def test_a_bad_min_age(value):
+    (message,) = problems(SANDBOX_EXAMPLE.replace("min_age: 24h", f"min_age: {value}"))
+    assert message.startswith("p.yaml:10: policy 'sandbox-cleanup': field match.min_age: ")
+    assert "is not a duration: use a number and a unit (s, m, h, d, w)" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30m", 1800), ("24h", 86400), ("2d", 172800), ("1w", 604800), ("1d12h", 129600), ("90s", 90)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == timedelta(seconds=seconds)
+    assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+
+
+def test_yaml_syntax_error_names_the_line():
+    text = SANDBOX_EXAMPLE.replace('devices: ["arn:aws:braket:*::device/qpu/*"]', "devices: [arn")
+    (message,) = problems(text)
+    assert message.startswith("p.yaml:")
+    assert "YAML syntax error" in message and "started at line 6" in message
+    (message,) = problems("policies:\n  - name: x\n   description: bad indent\n")
+    assert message.startswith("p.yaml:3: YAML syntax error")
+
+
+def test_structure_errors():
+    assert problems("") == ["p.yaml: the file is empty; expected `policies:`"]
+    assert problems("- a\n") == ["p.yaml:1: expected a mapping with the key `policies` at the top"]
+    assert problems("policy: []\n")[-1] == "p.yaml:1: `policies:` is missing"
+    assert problems("policies: {a: 1}\n") == ["p.yaml:1: `policies` must be a list of policies"]
+    assert problems("policies:\n  - just a string\n") == [
+        "p.yaml:2: policy '#1': a policy must be a mapping"
+    ]
+    assert check_text("policies:\n").ok  # no policies is valid: the sensor skips
+
+
+def test_missing_and_wrong_values():
+    text = GOOD.replace("    action: cancel\n", "    mode: always\n")
+    assert problems(text) == [
+        "p.yaml:2: policy 'ok-policy': field action: required key missing",
+        "p.yaml:5: policy 'ok-policy': field mode: "
+        "Input should be 'dry-run' or 'enforce' (got 'always')",
+    ]
+    (message,) = problems(GOOD.replace("action: cancel", "action: delete"))
+    assert "field action: Input should be 'cancel'" in message
+    (message,) = problems(GOOD.replace("name: ok-policy", "name: has spaces"))
+    assert "policy 'has spaces': field name: String should match pattern" in message
+
+
+def test_meaning_checks():
+    assert problems(GOOD + GOOD.replace("policies:\n", ""))[0] == (
+        "p.yaml:6: policy 'ok-policy': field name: duplicate policy name (first at line 2)"
+    )
+    (message,) = problems(GOOD.replace("match: {bucket: amazon-braket-qml}", "match: {}"))
+    assert "field match: match selects every cancellable task of the account" in message
+    (message,) = problems(GOOD.replace("{bucket", "{min_shots: 10, max_shots: 5, bucket"))
+    assert "min_shots 10 is above max_shots 5" in message
+    text = GOOD.replace("{bucket", "{created_after: 2026-02-01, created_before: 2026-01-01, bucket")
+    assert "created_after must be before created_before" in problems(text)[0]
+    (message,) = problems(GOOD + "    when: {}\n")
+    assert "field when: give queued_shots_at_least, queued_cost_usd_at_least or both" in message
+    (message,) = problems(GOOD + "    limits: {max_percent: 150}\n")
+    assert "field limits.max_percent: Input should be less than or equal to 100" in message
+    (message,) = problems(GOOD.replace("{bucket: amazon-braket-qml}", "{regions: [mars-1]}"))
+    assert "field match.regions[0]: 'mars-1' is not a Braket region" in message
+    (message,) = problems(GOOD.replace("{bucket: amazon-braket-qml}", "{devices: [Cepheus]}"))
+    assert "field match.devices[0]: 'Cepheus' is not a device ARN glob" in message
+
+
+def test_every_problem_of_every_policy_is_reported_and_the_file_refused(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        GOOD
+        + "  - name: second\n    description: x\n    action: cancel\n"
+        + "    match: {statuses: [RUNNING], min_age: soon}\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policies(path)
+    assert [(p.policy, p.field) for p in caught.value.problems] == [
+        ("second", "match.statuses[0]"),
+        ("second", "match.min_age"),
+    ]
+    assert all(str(path) in line for line in str(caught.value).splitlines())
+    check = check_text(path.read_text())
+    assert [p.name for p in check.policies] == ["ok-policy"]
+
+
+def test_values_yaml_reads_as_other_types():
+    text = GOOD.replace(
+        "{bucket: amazon-braket-qml}",
+        "{bucket: amazon-braket-qml, tags: {keep: true, n: 1}, created_after: 2026-01-02}",
+    )
+    (policy,) = check_text(text).policies
+    assert policy.match.tags == {"keep": "true", "n": "1"}
+    assert policy.match.created_after == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def test_the_docs_reference_is_generated_from_the_schema():
+    """docs/policies.md cannot drift from the validator: its field table is rendered here."""
+    assert reference.current() == reference.render(), (
+        "docs/policies.md is stale: run .venv/bin/python -m pipelines.cleanup.reference"
+    )
+    text = reference.DOC.read_text()
+    for example in (SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE):
+        assert example in text  # the documented examples are the ones tested
