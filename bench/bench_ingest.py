@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,12 @@ def seed_style_pull(url: str) -> int:
         for page in client.get_paginator("search_quantum_tasks").paginate(filters=[]):
             tasks.extend(page["quantumTasks"])
     return len(tasks)
+
+
+def pull_seconds(log: Path) -> float:
+    """The pull phase's duration, from the sync's own report of the materialization."""
+    match = re.search(r"pull_seconds=([0-9.]+)", log.read_text())
+    return float(match.group(1)) if match else float("nan")
 
 
 def sync_process(
@@ -89,13 +96,17 @@ def throughput(tmp: Path, tasks: int) -> None:
             url, tmp / "throughput.duckdb", 31, {"BRAKET_PACE_AT_QUOTA": "false"}
         )
     baseline_rate, rate = baseline_count / baseline_s, count / seconds
+    pull_rate = count / pull_seconds(tmp / "throughput.log")
     print(
         f"seed-style boto3 loop (dicts in memory): {baseline_count:,} tasks in {baseline_s:.1f} s = {baseline_rate:,.0f} tasks/s"
     )
     print(
         f"braket-warehouse sync (into DuckDB):     {count:,} tasks in {seconds:.1f} s = {rate:,.0f} tasks/s"
     )
-    print(f"ratio: {rate / baseline_rate:.1f}x (target >= 10x)")
+    print(f"  of which the pull phase (all regions, spooled):  {pull_rate:,.0f} tasks/s")
+    print(
+        f"ratio end to end: {rate / baseline_rate:.1f}x (target >= 10x); pull phase: {pull_rate / baseline_rate:.1f}x"
+    )
 
 
 def quota_share(tmp: Path) -> None:
@@ -104,12 +115,19 @@ def quota_share(tmp: Path) -> None:
     with served_emulator(
         "--throttle", "aws", "--tasks", str(per_day * 2), "--days", "2", "--seed", "6"
     ) as url:
-        seconds, count, _ = sync_process(url, tmp / "quota.duckdb", 1)
+        seconds, count, _ = sync_process(url, tmp / "quota.duckdb", 2)
+    pulling = pull_seconds(tmp / "quota.log")
     bound = QUOTAS["SearchQuantumTasks"][0] * PAGE_SIZE
-    per_region = count / seconds / len(REGIONS)
-    print(f"{count:,} tasks in {seconds:.1f} s (process start and merge included)")
+    pull_rate = count / pulling / len(REGIONS)
+    end_to_end = count / seconds / len(REGIONS)
+    print(f"{count:,} tasks; pull {pulling:.1f} s, whole sync process {seconds:.1f} s")
     print(
-        f"per region: {per_region:,.0f} tasks/s of a {bound:.0f} tasks/s bound = {per_region / bound:.0%} (target >= 90%)"
+        f"per region while pulling: {pull_rate:,.0f} tasks/s of a {bound:.0f} tasks/s bound "
+        f"= {pull_rate / bound:.0%} (target >= 90%)"
+    )
+    print(
+        f"per region end to end (process start, Dagster run, merge): {end_to_end:,.0f} tasks/s "
+        f"= {end_to_end / bound:.0%}"
     )
 
 

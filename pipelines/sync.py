@@ -93,6 +93,7 @@ def run_sync(
                     "open_tasks_refreshed",
                     "api_requests",
                     "throttles",
+                    "pull_seconds",
                     "duration_seconds",
                 )
                 if k in meta

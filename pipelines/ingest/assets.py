@@ -111,7 +111,9 @@ def quantum_tasks(
             f"pulling {len(days)} day(s) {days[0]}..{days[-1]} from {len(api.regions)} region(s)"
             + (f"; refreshing {sum(map(len, open_arns.values()))} open task(s)" if refresh else "")
         )
+        pull_started = time.monotonic()
         pulled = pull_windows(api, windows, spool, progress=context.log.info)
+        pull_seconds = time.monotonic() - pull_started
         refreshed = (
             refresh_tasks(api, open_arns, spool, progress=context.log.info) if refresh else None
         )
@@ -141,6 +143,7 @@ def quantum_tasks(
             "server_errors": stats.get("server_errors", 0),
             "connection_errors": stats.get("connection_errors", 0),
             "retries": retries_from(stats),
+            "pull_seconds": round(pull_seconds, 3),
             "duration_seconds": round(time.monotonic() - started, 3),
             "tasks_by_region": MetadataValue.json(pulled.tasks_by_region),
             "status_counts": MetadataValue.json(status_counts),
