@@ -234,7 +234,10 @@ class Emulator:
                 raise validation(
                     f"filters[{i}].name {spec.get('name')!r} is not a filter; use deviceArn"
                 )
-            wanted = set(spec.get("values") or [])
+            values = spec.get("values")
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise validation(f"filters[{i}].values must be a list of strings")
+            wanted = set(values) if wanted is None else wanted & set(values)  # filters AND
         devices = [
             _device_summary(d)
             for d in DEVICES
