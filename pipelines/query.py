@@ -164,7 +164,7 @@ def _write_parquet(result: duckdb.DuckDBPyConnection, out: Path) -> int:
 
     if result.description is None:
         raise QueryError("the statement returned no result to write as Parquet")
-    table = result.fetch_arrow_table()
+    table = result.to_arrow_table()
     try:
         pq.write_table(table, out)
     except OSError as exc:

@@ -1,0 +1,286 @@
+"""The models' parts on their own: the Polars staging, the SQL model files, day plans, the graph."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from pipelines.models.build import build_all
+from pipelines.models.pricing import load_prices
+from pipelines.models.sql_models import SqlModelError, load_models, parse_model
+from pipelines.models.state import DayPlan
+from pipelines.models.task_facts import COLUMNS, stage_tasks
+from pipelines.warehouse.raw_tasks import ensure_schema
+
+ACCOUNT = "123456789012"
+GARNET = "arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet"
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+T0 = datetime(2026, 3, 2, 9, 0, 0)
+
+
+def task_arn(uid: str, region: str = "eu-north-1") -> str:
+    return f"arn:aws:braket:{region}:{ACCOUNT}:quantum-task/{uid}"
+
+
+def stg_row(uid: str, **overrides) -> dict:
+    row = {
+        "quantum_task_arn": task_arn(uid),
+        "device_arn": GARNET,
+        "status": "COMPLETED",
+        "shots": 1000,
+        "bucket": "amazon-braket-team",
+        "output_s3_directory": f"tasks/{uid}",
+        "created_at": T0,
+        "ended_at": T0 + timedelta(seconds=90),
+        "created_date": T0.date(),
+        "is_missing_from_api": False,
+        "data_issues": [],
+        "raw_updated_at": T0,
+    }
+    row.update(overrides)
+    return row
+
+
+STG_SCHEMA = {
+    "quantum_task_arn": pl.Utf8,
+    "device_arn": pl.Utf8,
+    "status": pl.Utf8,
+    "shots": pl.Int64,
+    "bucket": pl.Utf8,
+    "output_s3_directory": pl.Utf8,
+    "created_at": pl.Datetime("us"),
+    "ended_at": pl.Datetime("us"),
+    "created_date": pl.Date,
+    "is_missing_from_api": pl.Boolean,
+    "data_issues": pl.List(pl.Utf8),
+    "raw_updated_at": pl.Datetime("us"),
+}
+
+
+def stage(*rows: dict) -> list[dict]:
+    facts = stage_tasks(pl.DataFrame(list(rows), schema=STG_SCHEMA), load_prices())
+    assert facts.columns == COLUMNS
+    return facts.to_dicts()
+
+
+def test_task_and_device_arns_paths_and_duration_are_parsed():
+    (fact,) = stage(stg_row("u-1", output_s3_directory="jobs/sweep/tasks/u-1"))
+    assert fact["region"] == "eu-north-1" and fact["account_id"] == ACCOUNT
+    assert (fact["device_type"], fact["provider"], fact["device_name"]) == ("qpu", "iqm", "Garnet")
+    assert fact["prefix"] == "jobs" and fact["key_prefix"] == "jobs/sweep/tasks"
+    assert fact["duration_seconds"] == 90.0
+    assert fact["est_cost_usd"] == pytest.approx(0.30 + 1000 * 0.00145)
+
+    (sim,) = stage(stg_row("u-2", device_arn=SV1, ended_at=T0 + timedelta(seconds=1)))
+    assert (sim["device_type"], sim["provider"], sim["device_name"]) == (
+        "simulator",
+        "amazon",
+        "sv1",
+    )
+    assert sim["est_cost_usd"] == pytest.approx(0.075 * 3 / 60)  # the 3 s minimum
+
+
+def test_key_prefix_is_the_directory_without_the_task_id():
+    facts = stage(
+        stg_row("a", output_s3_directory="a"),  # the directory is only the id
+        stg_row("b", output_s3_directory="Sandbox/b"),
+        stg_row("c", output_s3_directory="elsewhere/x"),  # not ending with the id: kept whole
+        stg_row("d", output_s3_directory="dave/experiments/d"),
+    )
+    assert [(f["prefix"], f["key_prefix"]) for f in facts] == [
+        ("a", ""),
+        ("Sandbox", "Sandbox"),
+        ("elsewhere", "elsewhere/x"),
+        ("dave", "dave/experiments"),
+    ]
+
+
+def test_odd_rows_become_nulls_not_errors():
+    facts = stage(
+        stg_row("n1", device_arn=None, status=None, shots=None),
+        stg_row("n2", output_s3_directory="", ended_at=None, status="RUNNING"),
+        stg_row("n3", output_s3_directory=None, device_arn="not-an-arn", status="PAUSED"),
+        stg_row("n4", quantum_task_arn="garbage", device_arn="arn:aws:braket:::device/other/x/y"),
+    )
+    by_id = {f["quantum_task_arn"].rsplit("/", 1)[-1]: f for f in facts}
+    assert by_id["n1"]["device_type"] is None and by_id["n1"]["est_cost_usd"] is None
+    assert (by_id["n2"]["prefix"], by_id["n2"]["key_prefix"]) == ("", "")
+    assert by_id["n2"]["duration_seconds"] is None and by_id["n2"]["est_cost_usd"] is None
+    assert by_id["n3"]["prefix"] is None and by_id["n3"]["device_type"] is None
+    garbage = by_id["garbage"]
+    assert garbage["region"] is None and garbage["account_id"] is None
+    assert garbage["device_type"] is None and garbage["provider"] is None
+
+
+def test_failed_and_cancelled_qpu_tasks_cost_nothing_and_unpriced_devices_cost_null():
+    facts = stage(
+        stg_row("f", status="FAILED"),
+        stg_row("c", status="CANCELLED", ended_at=None),
+        stg_row("q", status="QUEUED", ended_at=None),
+        stg_row("x", device_arn="arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"),
+    )
+    assert [f["est_cost_usd"] for f in facts] == [0.0, 0.0, None, None]
+
+
+def write_model(tmp_path: Path, layer: str, name: str, text: str) -> Path:
+    path = tmp_path / layer / f"{name}.sql"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+GOOD = """-- marts.a: a test model.
+-- grain: one row per day
+-- depends_on: staging.task_facts
+-- materialized: incremental
+-- day_column: day
+with t as (select * from staging.task_facts where created_date in (select unnest($days::DATE[])))
+select created_date as day, count(*) as tasks from t group by 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD.replace("-- marts.a:", "-- marts.b:"), "first line must be `-- marts.a"),
+        (GOOD.replace("-- grain: one row per day\n", ""), "needs `-- grain"),
+        (GOOD.replace("incremental", "ephemeral"), "materialized must be one of"),
+        (GOOD.replace("-- day_column: day\n", ""), "needs `-- day_column"),
+        (GOOD.replace("staging.task_facts\n", "marts.other\n", 1), "reads exactly one of"),
+        (GOOD.replace("$days", "?"), r"must filter on `\$days`"),
+        (GOOD.replace("-- grain:", "-- grain: x\n-- grain:"), "grain is given twice"),
+    ],
+)
+def test_malformed_model_files_are_refused_with_file_and_reason(tmp_path, text, message):
+    path = write_model(tmp_path, "marts", "a", text)
+    with pytest.raises(SqlModelError, match=message) as info:
+        parse_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_dependencies_and_cycles_are_refused(tmp_path):
+    view = "-- marts.{n}: x.\n-- grain: g\n-- depends_on: {d}\n-- materialized: view\nselect 1\n"
+    write_model(tmp_path, "marts", "x", view.format(n="x", d="marts.nowhere"))
+    with pytest.raises(SqlModelError, match="neither a model nor a known source"):
+        load_models(tmp_path)
+    write_model(tmp_path, "marts", "x", view.format(n="x", d="marts.y"))
+    write_model(tmp_path, "marts", "y", view.format(n="y", d="marts.x"))
+    with pytest.raises(SqlModelError, match="dependency cycle"):
+        load_models(tmp_path)
+
+
+def test_project_models_state_their_grain_and_come_in_dependency_order():
+    models = load_models()
+    tables = [m.table for m in models]
+    assert {
+        "staging.stg_quantum_tasks",
+        "marts.daily_usage",
+        "marts.bucket_prefix_tasks",
+        "marts.queue_backlog",
+        "marts.weekly_usage",
+        "marts.monthly_usage",
+    } <= set(tables)
+    assert tables.index("marts.daily_usage") < tables.index("marts.weekly_usage")
+    for model in models:
+        assert model.grain.startswith("one row per"), model.path
+        assert model.sql.rstrip().endswith("select * from final"), model.path
+
+
+def test_day_chunks_hold_at_most_the_row_budget():
+    days = [date(2026, 1, d) for d in range(1, 8)]
+    rows = dict(zip(days, [10, 10, 50, 5, 5, 5, 30], strict=True))
+    plan = DayPlan("m", "v", False, days, [], rows)
+    chunks = plan.chunks(20)
+    assert [d for chunk in chunks for d in chunk] == days
+    assert chunks == [days[0:2], days[2:3], days[3:6], days[6:7]]
+
+
+def test_asset_graph_runs_the_models_after_the_ingest_through_the_writer_pool():
+    from dagster import AssetKey
+
+    from pipelines.ingest.assets import WAREHOUSE_POOL
+    from pipelines.models.assets import MODEL_ASSETS
+
+    deps = {}
+    for asset in MODEL_ASSETS:
+        (key,) = asset.keys
+        deps[key.to_user_string()] = {d.to_user_string() for d in asset.asset_deps[key]}
+        assert asset.op.pool == WAREHOUSE_POOL
+    assert deps == {
+        "stg_quantum_tasks": {"quantum_tasks"},
+        "task_facts": {"stg_quantum_tasks"},
+        "daily_usage": {"task_facts"},
+        "bucket_prefix_tasks": {"task_facts"},
+        "queue_backlog": {"task_facts"},
+        "weekly_usage": {"daily_usage"},
+        "monthly_usage": {"daily_usage"},
+    }
+    assert AssetKey("task_facts") in {k for a in MODEL_ASSETS for k in a.keys}
+
+
+def raw_insert(con, rows: list[tuple]) -> None:
+    """(uid, created_at, status, shots, updated_at) rows into raw.quantum_tasks."""
+    for uid, created, status, shots, updated in rows:
+        con.execute(
+            """
+            INSERT INTO raw.quantum_tasks (quantum_task_arn, region, account_id, device_arn,
+                status, shots, output_s3_bucket, output_s3_directory, created_at, ended_at,
+                created_date, first_seen_at, last_seen_at, updated_at)
+            VALUES (?, 'eu-north-1', ?, ?, ?, ?, 'amazon-braket-team', ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                task_arn(uid),
+                ACCOUNT,
+                GARNET,
+                status,
+                shots,
+                f"tasks/{uid}",
+                created,
+                created + timedelta(minutes=1),
+                created.date(),
+                updated,
+                updated,
+                updated,
+            ],
+        )
+
+
+def test_a_new_price_table_rebuilds_every_day_and_a_moved_task_rebuilds_both_days(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    days = [T0 + timedelta(days=i) for i in range(3)]
+    raw_insert(con, [(f"t{i}", day, "COMPLETED", 100, T0) for i, day in enumerate(days)])
+    first = {r.model: r for r in build_all(con)}
+    assert first["staging.task_facts"].full_rebuild
+    assert len(first["staging.task_facts"].days_rebuilt) == 3
+
+    again = {r.model: r for r in build_all(con)}
+    assert again["staging.task_facts"].days_rebuilt == []
+    assert again["marts.daily_usage"].days_rebuilt == []
+
+    # Prices change: every day is recomputed, downstream too, and costs follow.
+    prices = load_prices().with_columns(pl.col("per_shot_usd") * 2)
+    repriced = {r.model: r for r in build_all(con, prices)}
+    assert repriced["staging.task_facts"].full_rebuild
+    assert len(repriced["marts.daily_usage"].days_rebuilt) == 3
+    (cost,) = con.execute("SELECT sum(est_cost_usd) FROM marts.daily_usage").fetchone()
+    assert cost == pytest.approx(3 * (0.30 + 100 * 0.00145 * 2))
+
+    # A task whose createdAt changes moves to another day: both days are recomputed and the
+    # old day loses it (an updated_at that goes backwards is still a change).
+    con.execute(
+        "UPDATE raw.quantum_tasks SET created_at = ?, created_date = ?, updated_at = ? "
+        "WHERE quantum_task_arn = ?",
+        [days[2], days[2].date(), T0 - timedelta(days=1), task_arn("t0")],
+    )
+    moved = {r.model: r for r in build_all(con, prices)}
+    assert moved["staging.task_facts"].days_rebuilt == [days[2].date()]
+    assert moved["staging.task_facts"].days_dropped == [days[0].date()]
+    assert con.execute("SELECT day, tasks FROM marts.daily_usage ORDER BY day").fetchall() == [
+        (days[1].date(), 1),
+        (days[2].date(), 2),
+    ]

@@ -1,0 +1,198 @@
+"""`braket-warehouse query`: formats, read-only refusal, waiting for a writer, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.cli import main
+from pipelines.models.build import build_all
+from pipelines.query import READ_ONLY_MESSAGE
+from pipelines.warehouse.raw_tasks import ensure_schema
+
+DAY = date(2026, 3, 2)
+SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
+SQL = (
+    "SELECT day, bucket, prefix, tasks, shots, est_cost_usd FROM marts.daily_usage "
+    "ORDER BY bucket, prefix"
+)
+
+
+@pytest.fixture
+def warehouse(tmp_path, monkeypatch):
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        ensure_schema(con)
+        created = datetime(2026, 3, 2, 8, 0)
+        for i, (bucket, directory) in enumerate(
+            [("amazon-braket-a", "tasks"), ("amazon-braket-a", "Sandbox"), ("amazon-braket-b", "x")]
+        ):
+            con.execute(
+                """
+                INSERT INTO raw.quantum_tasks (quantum_task_arn, region, account_id, device_arn,
+                    status, shots, output_s3_bucket, output_s3_directory, created_at, ended_at,
+                    created_date, first_seen_at, last_seen_at, updated_at)
+                VALUES (?, 'us-east-1', '123456789012', ?, 'COMPLETED', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    f"arn:aws:braket:us-east-1:123456789012:quantum-task/t{i}",
+                    SV1,
+                    100 * (i + 1),
+                    bucket,
+                    f"{directory}/t{i}",
+                    created,
+                    created + timedelta(seconds=60),
+                    DAY,
+                    created,
+                    created,
+                    created,
+                ],
+            )
+        build_all(con)
+    monkeypatch.setenv("BRAKET_WAREHOUSE_DB", str(path))
+    return path
+
+
+def query(*args: str) -> int:
+    return main(["query", *args])
+
+
+def test_table_format_is_aligned_with_a_header_and_a_row_count(warehouse, capsys):
+    assert query(SQL) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["day", "bucket", "prefix", "tasks", "shots", "est_cost_usd"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert lines[2].split()[:5] == ["2026-03-02", "amazon-braket-a", "Sandbox", "1", "200"]
+    assert lines[-1] == "(3 rows)"
+    # Columns line up: numbers are right-aligned under their header, so every line of the
+    # table (the last column is a number) has the same length.
+    assert len({len(line) for line in lines[:-1]}) == 1
+    assert lines[0].index("shots") + len("shots") == lines[2].index("200") + len("200")
+
+
+def test_csv_and_json_carry_the_same_rows(warehouse, capsys):
+    assert query(SQL, "--format", "csv") == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["bucket"], r["prefix"], r["shots"]) for r in rows] == [
+        ("amazon-braket-a", "Sandbox", "200"),
+        ("amazon-braket-a", "tasks", "100"),
+        ("amazon-braket-b", "x", "300"),
+    ]
+    assert query(SQL, "--format", "json") == 0
+    records = json.loads(capsys.readouterr().out)
+    assert records[0]["day"] == "2026-03-02" and records[0]["shots"] == 200
+    assert records[0]["est_cost_usd"] == pytest.approx(0.075)
+    assert [r["prefix"] for r in records] == [r["prefix"] for r in rows]
+
+    # Lists (the ARNs the seed's questions want) stay lists in JSON.
+    assert query("SELECT owner, task_arns FROM marts.bucket_prefix_tasks WHERE level = 'bucket' "
+                 "ORDER BY owner", "--format", "json") == 0  # fmt: skip
+    by_owner = {r["owner"]: r["task_arns"] for r in json.loads(capsys.readouterr().out)}
+    assert len(by_owner["amazon-braket-a"]) == 2
+
+
+def test_parquet_needs_out_and_writes_the_result(warehouse, tmp_path, capsys):
+    assert query(SQL, "--format", "parquet") == 1
+    assert "--out" in capsys.readouterr().err
+    out = tmp_path / "usage.parquet"
+    assert query(SQL, "--format", "parquet", "--out", str(out)) == 0
+    written = pq.read_table(out).to_pylist()
+    assert [r["shots"] for r in written] == [200, 100, 300]
+    # Other formats also go to --out instead of stdout.
+    text = tmp_path / "usage.csv"
+    assert query(SQL, "--format", "csv", "--out", str(text)) == 0
+    assert capsys.readouterr().out == ""
+    assert text.read_text().startswith("day,bucket,prefix")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM raw.quantum_tasks",
+        "CREATE TABLE marts.mine AS SELECT 1",
+        "DROP VIEW marts.weekly_usage",
+        "UPDATE marts.daily_usage SET shots = 0",
+    ],
+)
+def test_writes_are_refused_with_a_clear_message(warehouse, capsys, statement):
+    assert query(statement) == 1
+    err = capsys.readouterr().err
+    assert READ_ONLY_MESSAGE in err
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone() == (3,)
+        assert con.execute("SELECT sum(shots) FROM marts.daily_usage").fetchone() == (600,)
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("SELEC 1", "Parser Error"),
+        ("SELECT * FROM marts.nowhere", "Catalog Error"),
+    ],
+)
+def test_bad_sql_exits_non_zero_with_duckdbs_message(warehouse, capsys, statement, message):
+    assert query(statement) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+
+
+def test_a_missing_warehouse_says_to_sync_first(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BRAKET_WAREHOUSE_DB", str(tmp_path / "none.duckdb"))
+    assert query("SELECT 1") == 1
+    assert "braket-warehouse sync" in capsys.readouterr().err
+
+
+def hold_for_writing(path, seconds: float) -> subprocess.Popen:
+    """Another process with a write connection, as a running sync has."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time\n"
+            "con = duckdb.connect(sys.argv[1])\n"
+            "print('holding', flush=True)\n"
+            "time.sleep(float(sys.argv[2]))\n",
+            str(path),
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_query_waits_while_another_process_writes_then_answers(warehouse, capsys):
+    writer = hold_for_writing(warehouse, 2.0)
+    began = time.monotonic()
+    try:
+        assert query("SELECT sum(tasks) AS tasks FROM marts.daily_usage", "--format", "csv") == 0
+    finally:
+        writer.wait(timeout=30)
+    waited = time.monotonic() - began
+    captured = capsys.readouterr()
+    assert "waiting" in captured.err
+    assert captured.out == "tasks\n3\n"
+    assert waited >= 1.0
+
+
+def test_query_gives_up_after_wait_seconds_with_a_clear_message(warehouse, capsys):
+    writer = hold_for_writing(warehouse, 6.0)
+    began = time.monotonic()
+    try:
+        assert query("SELECT 1", "--wait", "0.5") == 1
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    assert time.monotonic() - began < 4.0
+    err = capsys.readouterr().err
+    assert "gave up after 0.5 s" in err and "--wait" in err
