@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipelines.cleanup import audit
-from pipelines.cleanup.plan import EnforceError, enforce
+from pipelines.cleanup.plan import EnforceError, audit_lines, enforce
 from pipelines.cli import main
 from pipelines.settings import PROJECT_ROOT
 from tests.cleanup_support import FORTE, SANDBOX_EXAMPLE, Cleanup, outcomes
@@ -111,6 +111,9 @@ def test_enforce_in_process_runs_the_job_on_the_instance(cleanup):
     assert c.instance.get_run_by_id(result.run_id).tags["cleanup/trigger"] == "cli"
     assert outcomes(c.audit(result.run_id))[audit.CANCELLED] == set(targets)
     assert "  sandbox-cleanup: cancelled 2" in lines
+    table = audit_lines(c.audit(result.run_id))
+    assert table[0].startswith("acted_at (UTC)") and len(table) == 1 + 4
+    assert all("amazon-braket-masumoto/Sandbox" in line for line in table[1:])
     assert lines[-1].startswith(f"cleanup run {result.run_id} succeeded")
 
     lines.clear()

@@ -407,3 +407,25 @@ def test_a_failing_webhook_does_not_fail_the_run(cleanup, receiver, monkeypatch,
     logs = [entry.user_message for entry in c.instance.all_logs(run.run_id)]
     assert any("cleanup notification failed" in m for m in logs)
     assert len(bodies) == (1 if how == "http-500" else 0)
+
+
+def test_a_policy_with_a_run_in_flight_is_not_requested_again(cleanup):
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    c = cleanup
+    c.insert(c.task(), c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    first = c.tick()
+    assert len(first.run_requests) == 1
+    create_run_for_test(
+        c.instance,
+        job_name="cancel_queued_tasks",
+        status=DagsterRunStatus.STARTED,
+        tags={"cleanup/policy": "sandbox-cleanup"},
+    )
+    c.insert(c.task())  # the set changes, but the policy's run is still going
+    waiting = c.tick(cursor=first.cursor)
+    assert not waiting.run_requests
+    assert waiting.skip_reason.skip_message == "a run is still in flight for sandbox-cleanup"
+    assert waiting.cursor == first.cursor

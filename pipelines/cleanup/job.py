@@ -18,7 +18,7 @@ CancelQuantumTask is paced at its quota (2/s per region, burst 20) by the client
 import hashlib
 import time
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
@@ -148,14 +148,21 @@ def cancel_queued_tasks_op(
     summaries: list[dict] = []
     breaches: list[str] = []
 
-    for item in config.policies:
-        mode = "dry-run" if config.dry_run or item.mode == "dry-run" else "enforce"
-        summary = _run_policy(context, api, writer, item, mode)
-        totals.update(summary["counts"])
-        summaries.append(summary)
-        if summary["breach"]:
-            breaches.append(f"{item.policy}: {summary['breach']}")
-    writer.flush()
+    try:
+        for item in config.policies:
+            mode = "dry-run" if config.dry_run or item.mode == "dry-run" else "enforce"
+            summary = _run_policy(context, api, writer, item, mode)
+            totals.update(summary["counts"])
+            summaries.append(summary)
+            if summary["breach"]:
+                breaches.append(f"{item.policy}: {summary['breach']}")
+    finally:
+        # Whatever stopped the loop, what was decided so far reaches the audit if it can.
+        try:
+            writer.flush()
+        except Exception as exc:  # noqa: BLE001 - log the count lost, then fail (chained)
+            context.log.error(f"could not write {len(writer.rows)} audit rows: {exc}")
+            raise
 
     if summaries and notify.webhook_url():
         notify.post(notify.summary_text(context.run_id, summaries), warn=context.log.warning)
@@ -199,6 +206,7 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
                 shots=task.shots,
                 outcome=outcome,
                 detail=detail,
+                acted_at=datetime.now(UTC),  # when decided, not when the batch is written
             )
         )
         if outcome != audit.MATCHED:

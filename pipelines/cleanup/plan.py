@@ -178,6 +178,29 @@ def plan(
 # -- enforce -------------------------------------------------------------------------------
 
 
+def audit_lines(rows: list[dict]) -> list[str]:
+    """audit.cleanup_actions rows (audit.read_run) as an aligned table, for the CLI and demo."""
+    if not rows:
+        return ["no audit rows"]
+    table = [("acted_at (UTC)", "policy", "mode", "outcome", "task", "bucket/key_prefix", "detail")]
+    table += [
+        (
+            r["acted_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["policy"],
+            r["mode"],
+            r["outcome"],
+            r["quantum_task_arn"],
+            f"{r['bucket'] or ''}/{r['key_prefix'] or ''}",
+            r["detail"] or "",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
+
+
 def enforce(
     path: str | Path,
     dry_run: bool = False,

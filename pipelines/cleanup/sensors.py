@@ -8,6 +8,8 @@ policy. For each policy that selects tasks, one RunRequest of `cancel_queued_tas
 - cursor    {policy: hash of the last requested set}: an unchanged set is not re-requested
             (the SkipReason says so), a new task or an aged-in one makes a new set.
 A limit breach is still requested: the run records it in the audit and fails loudly.
+While a policy's run is queued or running (cancelling at 2/s can take minutes, and the set
+shrinks meanwhile) the policy is skipped, so runs for one policy never overlap.
 
 Off by default (DefaultSensorStatus.STOPPED) so nothing is cancelled by surprise; start it
 in the UI (Automation -> queued_task_cleanup -> Start) or with
@@ -19,8 +21,10 @@ import json
 import os
 
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -28,12 +32,19 @@ from dagster import (
 )
 
 from pipelines.braket.resource import BraketResource
-from pipelines.cleanup.job import cancel_queued_tasks, run_config_for
+from pipelines.cleanup.job import JOB_NAME, cancel_queued_tasks, run_config_for
 from pipelines.cleanup.matching import plan_policies
 from pipelines.cleanup.policies import load_policies
 from pipelines.settings import load_settings
 
 INTERVAL_ENV = "BRAKET_CLEANUP_INTERVAL"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
 def interval_seconds(environ=None) -> int:
@@ -47,6 +58,12 @@ def interval_seconds(environ=None) -> int:
     if value < 1:
         raise ValueError(f"{INTERVAL_ENV}={raw!r} must be at least 1 second")
     return value
+
+
+def policies_in_flight(instance) -> set[str]:
+    """Policies with a cancel_queued_tasks run queued or running."""
+    runs = instance.get_runs(filters=RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
+    return {run.tags["cleanup/policy"] for run in runs if "cleanup/policy" in run.tags}
 
 
 def _cursor(text: str | None) -> dict[str, str]:
@@ -72,10 +89,16 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
         return SkipReason(f"no policies in {path}")
     plans = plan_policies(policies, braket.api)
     last = _cursor(context.cursor)
+    busy = policies_in_flight(context.instance)
     cursor: dict[str, str] = {}
-    requests, unchanged = [], []
+    requests, unchanged, waiting = [], [], []
     for plan in plans:
         name = plan.policy.name
+        if name in busy:
+            waiting.append(name)
+            if name in last:
+                cursor[name] = last[name]
+            continue
         if not plan.selected:
             continue
         digest = plan.selection_hash
@@ -98,8 +121,11 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
     new_cursor = json.dumps(cursor, sort_keys=True)
     if requests:
         return SensorResult(run_requests=requests, cursor=new_cursor)
-    if unchanged:
-        reason = "same set as last tick for " + ", ".join(unchanged)
+    if unchanged or waiting:
+        reason = "; ".join(
+            ([f"same set as last tick for {', '.join(unchanged)}"] if unchanged else [])
+            + ([f"a run is still in flight for {', '.join(waiting)}"] if waiting else [])
+        )
     else:
         matched = sum(p.matched for p in plans)
         count = f"{len(policies)} {'policy' if len(policies) == 1 else 'policies'}"
