@@ -18,6 +18,37 @@ from pipelines.emulator.server import serve_in_thread
 from pipelines.emulator.service import Emulator, EmulatorConfig
 from pipelines.settings import PROJECT_ROOT
 
+# The demo's cleanup policy, in enforce mode (the shipped policies.yaml is dry-run only): the
+# seed's own example, cancelling the queued QPU tasks of one bucket/prefix, keep=true exempt.
+DEMO_POLICIES = """
+policies:
+  - name: sandbox-cleanup
+    description: cancel the queued tasks of one bucket/prefix, as the seed did by hand
+    match:
+      regions: [us-west-1]
+      devices: ["arn:aws:braket:*::device/qpu/*"]
+      statuses: [QUEUED]
+      bucket: amazon-braket-masumoto
+      prefix: "Sandbox"
+      min_age: 24h
+    exempt:
+      tags: {keep: "true"}
+    action: cancel
+    mode: enforce
+    limits:
+      max_cancellations: 50
+      max_percent: 100
+  - name: daily-shot-cap
+    description: when a day's queued shots on Cepheus pass 50, cancel the queued ones
+    match:
+      devices: ["arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"]
+      statuses: [QUEUED]
+    when:
+      queued_shots_at_least: 50
+    action: cancel
+    mode: dry-run
+"""
+
 
 def _print_table(title: str, con, sql: str, params=()) -> None:
     rel = con.execute(sql, list(params))
@@ -65,6 +96,8 @@ def run_demo(config: EmulatorConfig) -> int:
         run_sync(first_day, datetime.now(UTC).date(), log_level="WARNING")
         with duckdb.connect(settings.warehouse_db, read_only=True) as con:
             _section_ingest(con)
+            _section_models(con)
+        _section_cleanup(emulator, settings)
     finally:
         server.shutdown()
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
@@ -105,3 +138,65 @@ def _section_ingest(con) -> None:
         ON region USING count(*) GROUP BY day ORDER BY day
         """,
     )
+
+
+def _section_models(con) -> None:
+    _print_table(
+        "top bucket/prefix by shots (marts.daily_usage, whole history)",
+        con,
+        """
+        SELECT bucket, prefix, sum(tasks) AS tasks, sum(shots) AS shots,
+               round(sum(est_cost_usd), 2) AS est_cost_usd
+        FROM marts.daily_usage GROUP BY ALL ORDER BY shots DESC LIMIT 8
+        """,
+    )
+    _print_table(
+        "top bucket/prefix by estimated cost (USD; null cost = device without a published price)",
+        con,
+        """
+        SELECT bucket, prefix, round(sum(est_cost_usd), 2) AS est_cost_usd,
+               sum(tasks) AS tasks, sum(shots) AS shots
+        FROM marts.daily_usage GROUP BY ALL HAVING sum(est_cost_usd) IS NOT NULL
+        ORDER BY est_cost_usd DESC LIMIT 8
+        """,
+    )
+
+
+def _section_cleanup(emulator: Emulator, settings) -> None:
+    """A team queued Sandbox work two days ago and forgot it: plan, enforce, audit."""
+    import tempfile
+
+    from pipelines.cleanup import audit
+    from pipelines.cleanup.plan import audit_lines, enforce, plan
+    from pipelines.definitions import defs
+
+    created = datetime.fromtimestamp(emulator.clock.now_ms() / 1000, UTC) - timedelta(days=2)
+    forgotten = [
+        {
+            "region": "us-west-1",
+            "deviceArn": "arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q",
+            "status": "QUEUED",
+            "shots": 1000,
+            "outputS3Bucket": "amazon-braket-masumoto",
+            "outputS3KeyPrefix": "Sandbox",
+            "createdAt": (created + timedelta(minutes=i)).isoformat(),
+            "tags": {"keep": "true"} if i == 0 else {},
+        }
+        for i in range(6)
+    ]
+    emulator.insert_tasks(forgotten)
+    with tempfile.NamedTemporaryFile(
+        "w", suffix=".yaml", prefix="demo-policies-", delete=False
+    ) as f:
+        f.write(DEMO_POLICIES)
+    api = defs.resources["braket"].api
+    _, text = plan(f.name, api)
+    print("\n== cleanup plan (live API, no side effects)")
+    print(text)
+    print("\n== cleanup enforce (job cancel_queued_tasks)")
+    result = enforce(f.name, echo=lambda line: print(line))
+    if result is not None:
+        with duckdb.connect(settings.warehouse_db, read_only=True) as con:
+            rows = audit.read_run(con, result.run_id)
+        print(f"\n== audit ({audit.TABLE}, this run)")
+        print("\n".join(audit_lines(rows)))
