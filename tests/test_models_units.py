@@ -284,3 +284,24 @@ def test_a_new_price_table_rebuilds_every_day_and_a_moved_task_rebuilds_both_day
         (days[1].date(), 1),
         (days[2].date(), 2),
     ]
+
+
+def test_top_owners_rank_buckets_and_prefixes_by_shots_or_cost(tmp_path):
+    from pipelines.models.reports import top_owners
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    raw_insert(con, [("a", T0, "COMPLETED", 100, T0), ("b", T0, "COMPLETED", 300, T0)])
+    con.execute(
+        "UPDATE raw.quantum_tasks SET output_s3_directory = 'Sandbox/b' WHERE quantum_task_arn = ?",
+        [task_arn("b")],
+    )
+    raw_insert(con, [("c", T0, "FAILED", 5000, T0)])  # most shots, but a failed QPU task is free
+    build_all(con)
+    by_shots = top_owners(con, "shots")
+    assert [(o["prefix"], o["shots"]) for o in by_shots] == [("tasks", 5100), ("Sandbox", 300)]
+    by_cost = top_owners(con, "est_cost_usd", limit=1)
+    assert by_cost[0]["prefix"] == "Sandbox"
+    assert by_cost[0]["est_cost_usd"] == pytest.approx(0.30 + 300 * 0.00145)
+    with pytest.raises(ValueError, match="measure must be one of"):
+        top_owners(con, "shots; drop table raw.quantum_tasks")

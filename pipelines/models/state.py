@@ -69,6 +69,8 @@ class BuildReport:
     seconds: float = 0.0
 
     def metadata(self) -> dict:
+        if self.materialized == "view":  # nothing stored: nothing recomputed or counted
+            return {"materialized": "view", "duration_seconds": round(self.seconds, 3)}
         out = {
             "materialized": self.materialized,
             "full_rebuild": self.full_rebuild,
