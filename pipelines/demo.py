@@ -2,8 +2,8 @@
 
 It serves the emulator on a free loopback port, backfills its history through the real sync
 job (recorded in DAGSTER_HOME, so the run shows in `make dev`), and prints what an analyst
-would look at first. It writes data/demo.duckdb unless BRAKET_WAREHOUSE_DB says otherwise,
-so a real warehouse is never mixed with demo data.
+would look at first. It writes data/demo.duckdb (recreated on each run) unless BRAKET_WAREHOUSE_DB
+says otherwise, so a real warehouse is never mixed with demo data.
 """
 
 from __future__ import annotations
@@ -72,7 +72,12 @@ def _fmt(value) -> str:
 
 def run_demo(config: EmulatorConfig) -> int:
     started = time.monotonic()
-    os.environ.setdefault("BRAKET_WAREHOUSE_DB", str(PROJECT_ROOT / "data" / "demo.duckdb"))
+    if "BRAKET_WAREHOUSE_DB" not in os.environ:
+        # The demo's own file: start it afresh, each run's emulator is a new account history.
+        demo_db = PROJECT_ROOT / "data" / "demo.duckdb"
+        for stale in (demo_db, demo_db.with_suffix(".duckdb.wal")):
+            stale.unlink(missing_ok=True)
+        os.environ["BRAKET_WAREHOUSE_DB"] = str(demo_db)
     print(f"generating {config.tasks} tasks over {config.days} days (seed {config.seed}) ...")
     emulator = Emulator(config)
     server = serve_in_thread(emulator)
