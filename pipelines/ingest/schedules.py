@@ -24,7 +24,7 @@ SYNC_CRON = os.environ.get("BRAKET_SYNC_CRON") or "0 * * * *"
 # Ingest and everything downstream of it (the models), so a sync leaves the warehouse consistent.
 sync_job = define_asset_job(
     "sync",
-    selection=AssetSelection.keys("quantum_tasks").downstream(),
+    selection=AssetSelection.assets("quantum_tasks").downstream(),
     description="Latest days of quantum_tasks, the open-task refresh, then the models.",
 )
 
