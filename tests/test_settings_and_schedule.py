@@ -1,0 +1,71 @@
+"""Configuration errors name the variable; the hourly schedule asks for the incremental range."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipelines.settings import SettingsError, load_settings
+
+
+def test_defaults_cover_every_region_and_the_project_database():
+    settings = load_settings({})
+    assert settings.endpoint_url is None
+    assert len(settings.regions) == 5
+    assert settings.warehouse_db.endswith("data/warehouse.duckdb")
+    assert settings.pace_at_quota is True
+
+
+def test_environment_overrides():
+    settings = load_settings(
+        {
+            "BRAKET_ENDPOINT_URL": "http://127.0.0.1:9",
+            "BRAKET_REGIONS": "us-west-1, eu-north-1",
+            "BRAKET_PACE_AT_QUOTA": "false",
+        }
+    )
+    assert settings.regions == ["us-west-1", "eu-north-1"]
+    assert settings.endpoint_url == "http://127.0.0.1:9"
+    assert settings.pace_at_quota is False
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"BRAKET_REGIONS": "us-west-1,mars-north-1"}, "BRAKET_REGIONS"),
+        ({"BRAKET_PACE_AT_QUOTA": "sometimes"}, "BRAKET_PACE_AT_QUOTA"),
+    ],
+)
+def test_bad_values_name_the_variable(env, named):
+    with pytest.raises(SettingsError, match=named):
+        load_settings(env)
+
+
+def test_cli_reports_bad_configuration_without_a_traceback(tmp_path):
+    cli = Path(sys.executable).parent / "braket-warehouse"
+    proc = subprocess.run(
+        [str(cli), "sync", "--skip-models"],
+        env={"BRAKET_REGIONS": "nowhere-1", "DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "BRAKET_REGIONS" in proc.stderr and "nowhere-1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_hourly_schedule_requests_yesterday_and_today():
+    from dagster import build_schedule_context
+
+    from pipelines.ingest.schedules import hourly_sync
+
+    at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+    request = hourly_sync(build_schedule_context(scheduled_execution_time=at))
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-02-28"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01"
+    assert request.run_key == f"sync-{at.isoformat()}"
