@@ -35,6 +35,7 @@ from pipelines.models.state import (
     model_day_fingerprints,
     plan_days,
     record_days,
+    relation_kind,
     version_of,
 )
 from pipelines.settings import PROJECT_ROOT
@@ -177,22 +178,13 @@ def asset_key_of(table: str) -> str:
     return SOURCES.get(table) or table.split(".", 1)[1]
 
 
-def _relation_kind(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
-    schema, name = table.split(".")
-    row = con.execute(
-        "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name],
-    ).fetchone()
-    return None if row is None else ("view" if row[0] == "VIEW" else "table")
-
-
 def build_model(con: duckdb.DuckDBPyConnection, model: SqlModel) -> BuildReport:
     """Create or bring up to date `model` in its own transaction."""
     started = time.monotonic()
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {model.layer}")
     con.execute("BEGIN TRANSACTION")
     try:
-        existing = _relation_kind(con, model.table)
+        existing = relation_kind(con, model.table)
         wanted = "view" if model.materialized == "view" else "table"
         if existing is not None and existing != wanted:
             con.execute(f"DROP {existing.upper()} {model.table}")

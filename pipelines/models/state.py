@@ -42,18 +42,6 @@ CREATE TABLE IF NOT EXISTS staging.model_state (
 );
 """
 
-# Per-day fingerprints of raw.quantum_tasks: (created_date, fingerprint, rows), no parameters.
-RAW_DAY_FINGERPRINTS: tuple[str, list] = (
-    """
-SELECT created_date,
-       hash(count(*), sum(epoch_us(updated_at))) AS fingerprint,
-       count(*) AS source_rows
-FROM raw.quantum_tasks
-GROUP BY created_date
-""",
-    [],
-)
-
 
 @dataclass(frozen=True)
 class BuildReport:
@@ -218,3 +206,13 @@ def model_day_fingerprints(model: str) -> tuple[str, list]:
         """,
         [model],
     )
+
+
+def relation_kind(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
+    """'table', 'view' or None for `schema.name`."""
+    schema, name = table.split(".")
+    row = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [schema, name],
+    ).fetchone()
+    return None if row is None else ("view" if row[0] == "VIEW" else "table")

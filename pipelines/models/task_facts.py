@@ -37,6 +37,7 @@ from pipelines.models.state import (
     describe_days,
     plan_days,
     record_days,
+    relation_kind,
     version_of,
 )
 
@@ -144,15 +145,6 @@ def task_facts_version(prices: pl.DataFrame) -> str:
     )
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    (count,) = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name],
-    ).fetchone()
-    return count > 0
-
-
 def build_task_facts(
     con: duckdb.DuckDBPyConnection,
     prices: pl.DataFrame | None = None,
@@ -162,7 +154,7 @@ def build_task_facts(
     """Bring staging.task_facts up to date with raw in one transaction; returns what it did."""
     started = time.monotonic()
     prices = pricing.load_prices() if prices is None else prices
-    if not table_exists(con, SOURCE_VIEW):
+    if relation_kind(con, SOURCE_VIEW) is None:
         raise RuntimeError(f"{SOURCE_VIEW} does not exist: build the stg_quantum_tasks model first")
     written = 0
     con.execute("BEGIN TRANSACTION")
@@ -172,7 +164,7 @@ def build_task_facts(
             TASK_FACTS_TABLE,
             task_facts_version(prices),
             SOURCE_DAYS,
-            output_exists=table_exists(con, TASK_FACTS_TABLE),
+            output_exists=relation_kind(con, TASK_FACTS_TABLE) is not None,
         )
         if plan.full:
             con.execute(DDL)
