@@ -305,3 +305,27 @@ def test_top_owners_rank_buckets_and_prefixes_by_shots_or_cost(tmp_path):
     assert by_cost[0]["est_cost_usd"] == pytest.approx(0.30 + 300 * 0.00145)
     with pytest.raises(ValueError, match="measure must be one of"):
         top_owners(con, "shots; drop table raw.quantum_tasks")
+
+
+def test_rows_match_raw_fails_when_a_task_is_lost_or_repeated(tmp_path):
+    from pipelines.models.checks import task_facts_rows_match_raw
+    from pipelines.warehouse.resource import WarehouseResource
+
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        ensure_schema(con)
+        raw_insert(con, [("a", T0, "COMPLETED", 1, T0), ("b", T0, "COMPLETED", 1, T0)])
+        build_all(con)
+    warehouse = WarehouseResource(path=str(path), lock_wait_seconds=5)
+    assert task_facts_rows_match_raw(warehouse=warehouse).passed
+
+    with duckdb.connect(str(path)) as con:  # same count, but b is gone and a is there twice
+        con.execute(
+            "UPDATE staging.task_facts SET quantum_task_arn = ? WHERE quantum_task_arn = ?",
+            [task_arn("a"), task_arn("b")],
+        )
+    result = task_facts_rows_match_raw(warehouse=warehouse)
+    assert not result.passed
+    assert result.metadata["differing_days"].value == [
+        {"created_date": T0.date().isoformat(), "raw_rows": 2, "task_facts_rows": 2}
+    ]
