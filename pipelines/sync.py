@@ -103,7 +103,11 @@ def run_sync(
             )
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             check = event.event_specific_data
-            echo(f"  check {check.asset_check_key.name}: {'passed' if check.passed else 'FAILED'}")
+            key = check.asset_check_key
+            echo(
+                f"  check {key.asset_key.to_user_string()}.{key.name}: "
+                f"{'passed' if check.passed else 'FAILED'}"
+            )
     if not result.success:
         failure = next((e for e in result.all_events if e.is_failure), None)
         message = failure.message if failure else "run failed"
