@@ -215,7 +215,9 @@ class FakeApi:
         self.regions = {"us-west-1": scope}
 
 
-REF = TaskRef(arn="arn:aws:braket:us-west-1:123456789012:quantum-task/1", region="us-west-1")
+REF = TaskRef(
+    quantum_task_arn="arn:aws:braket:us-west-1:123456789012:quantum-task/1", region="us-west-1"
+)
 
 
 @pytest.mark.parametrize(
@@ -240,5 +242,5 @@ def test_one_task_outcomes(scope, mode, outcome, detail):
 
 
 def test_a_region_that_is_not_configured_is_an_error():
-    ref = TaskRef(arn=REF.arn, region="eu-north-1")
+    ref = TaskRef(quantum_task_arn=REF.quantum_task_arn, region="eu-north-1")
     assert _act(FakeApi(FakeScope()), "p", ref, "enforce")[0] == audit.ERROR

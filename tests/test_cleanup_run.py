@@ -80,7 +80,7 @@ def test_sensor_tick_leads_to_a_run_that_cancels_exactly_the_matching_tasks(clea
     assert request.run_key.startswith("cleanup-sandbox-cleanup-")
     assert request.tags["cleanup/policy"] == "sandbox-cleanup"
     selected = [
-        t["arn"]
+        t["quantum_task_arn"]
         for t in request.run_config["ops"]["cancel_selected_tasks"]["config"]["policies"][0][
             "tasks"
         ]

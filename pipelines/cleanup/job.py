@@ -43,8 +43,9 @@ def client_token(policy: str, arn: str) -> str:
 
 
 class TaskRef(Config):
-    arn: str
+    quantum_task_arn: str
     region: str
+    status: str = ""  # as planned; re-read live before acting
     device_arn: str = ""
     bucket: str = ""
     prefix: str = ""
@@ -75,21 +76,7 @@ def run_config_for(plans: list[PolicyPlan], dry_run: bool = False) -> dict:
     for plan in plans:
         if not plan.selected:
             continue
-        tasks = [
-            {
-                "arn": d.task.arn,
-                "region": d.task.region,
-                "device_arn": d.task.device_arn,
-                "bucket": d.task.bucket,
-                "prefix": d.task.prefix,
-                "key_prefix": d.task.key_prefix,
-                "created_at": d.task.created_at.isoformat(),
-                "shots": d.task.shots,
-                "decision": d.decision,
-                "detail": d.detail,
-            }
-            for d in plan.decisions
-        ]
+        tasks = [d.as_record() for d in plan.decisions]
         policies.append(
             {
                 "policy": plan.policy.name,
@@ -196,7 +183,7 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
                 run_id=context.run_id,
                 policy=item.policy,
                 mode=mode,
-                quantum_task_arn=task.arn,
+                quantum_task_arn=task.quantum_task_arn,
                 region=task.region,
                 device_arn=task.device_arn or None,
                 bucket=task.bucket or None,
@@ -211,7 +198,7 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
         )
         if outcome != audit.MATCHED:
             counts[outcome] += 1
-            arns[outcome].append(task.arn)
+            arns[outcome].append(task.quantum_task_arn)
 
     # 1. what the plan decided
     selected = [t for t in item.tasks if t.decision == SELECTED]
@@ -235,8 +222,8 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
         for task in selected:
             outcome, detail = _act(api, item.policy, task, mode)
             if outcome == audit.ERROR:
-                errors.append(f"{task.arn}: {detail}")
-                context.log.warning(f"policy {item.policy}: {task.arn}: {detail}")
+                errors.append(f"{task.quantum_task_arn}: {detail}")
+                context.log.warning(f"policy {item.policy}: {task.quantum_task_arn}: {detail}")
             record(task, outcome, detail)
     writer.flush()
     context.log.info(f"policy {item.policy} ({mode}): {dict(counts)}")
@@ -257,7 +244,7 @@ def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str]:
     if scope is None:
         return audit.ERROR, f"region {task.region} is not configured (BRAKET_REGIONS)"
     try:
-        live = scope.get_task(task.arn)
+        live = scope.get_task(task.quantum_task_arn)
     except Exception as exc:  # noqa: BLE001 - one task's failure is audited, not fatal
         return audit.ERROR, f"GetQuantumTask failed: {type(exc).__name__}: {exc}"
     if live is None:
@@ -268,7 +255,9 @@ def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str]:
     if mode == "dry-run":
         return audit.DRY_RUN, f"would cancel (live status {status})"
     try:
-        answer = scope.cancel_task(task.arn, client_token(policy, task.arn))
+        answer = scope.cancel_task(
+            task.quantum_task_arn, client_token(policy, task.quantum_task_arn)
+        )
     except Exception as exc:  # noqa: BLE001
         return audit.ERROR, f"CancelQuantumTask failed: {type(exc).__name__}: {exc}"
     if answer == "ENDED":

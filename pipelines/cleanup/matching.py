@@ -149,6 +149,23 @@ class Decision:
     decision: str  # selected | exempt | condition_not_met
     detail: str = ""
 
+    def as_record(self) -> dict:
+        """Plain values, as the job's run config and the plan's JSON carry a decision."""
+        t = self.task
+        return {
+            "quantum_task_arn": t.arn,
+            "region": t.region,
+            "status": t.status,
+            "device_arn": t.device_arn,
+            "bucket": t.bucket,
+            "prefix": t.prefix,
+            "key_prefix": t.key_prefix,
+            "created_at": t.created_at.isoformat(),
+            "shots": t.shots,
+            "decision": self.decision,
+            "detail": self.detail,
+        }
+
 
 @dataclass
 class PolicyPlan:

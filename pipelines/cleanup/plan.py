@@ -95,22 +95,7 @@ def plan_to_dict(plan: PolicyPlan) -> dict:
             for g in plan.groups
         ],
         "notes": plan.notes,
-        "tasks": [
-            {
-                "quantum_task_arn": d.task.arn,
-                "region": d.task.region,
-                "status": d.task.status,
-                "device_arn": d.task.device_arn,
-                "bucket": d.task.bucket,
-                "prefix": d.task.prefix,
-                "key_prefix": d.task.key_prefix,
-                "created_at": d.task.created_at.isoformat(),
-                "shots": d.task.shots,
-                "decision": d.decision,
-                "detail": d.detail,
-            }
-            for d in plan.decisions
-        ],
+        "tasks": [d.as_record() for d in plan.decisions],
     }
 
 

@@ -50,6 +50,9 @@ class QuantumTasksConfig(Config):
     refresh_open_tasks: bool = Field(
         default=True, description="when the run includes today, re-read open tasks of earlier days"
     )
+    region_processes: bool = Field(
+        default=True, description="page each region in its own process (False: threads)"
+    )
 
 
 def days_in(context: AssetExecutionContext) -> list[date]:
@@ -112,7 +115,9 @@ def quantum_tasks(
             + (f"; refreshing {sum(map(len, open_arns.values()))} open task(s)" if refresh else "")
         )
         pull_started = time.monotonic()
-        pulled = pull_windows(api, windows, spool, progress=context.log.info)
+        pulled = pull_windows(
+            api, windows, spool, progress=context.log.info, processes=config.region_processes
+        )
         pull_seconds = time.monotonic() - pull_started
         refreshed = (
             refresh_tasks(api, open_arns, spool, progress=context.log.info) if refresh else None

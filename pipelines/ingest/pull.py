@@ -9,17 +9,18 @@ which is what makes a failed pull leave the warehouse as it was.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.braket.client import BraketApi, RegionApi
+from pipelines.braket.client import BraketApi, ClientSettings, RegionApi
 from pipelines.warehouse.raw_tasks import CompleteScope
 
 SPOOL_ARROW_SCHEMA = pa.schema(
@@ -63,6 +64,7 @@ class Spool:
     """Parquet files of task rows in one directory; thread-safe file naming."""
 
     directory: Path
+    prefix: str = ""  # keeps file names apart when several processes write one directory
     files: list[Path] = field(default_factory=list)
     rows: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,7 +72,7 @@ class Spool:
     def write(self, region: str, columns: dict[str, list]) -> None:
         table = pa.table(columns, schema=SPOOL_ARROW_SCHEMA)
         with self._lock:
-            path = self.directory / f"{region}-{len(self.files):06d}.parquet"
+            path = self.directory / f"{self.prefix}{region}-{len(self.files):06d}.parquet"
             self.files.append(path)
             self.rows += table.num_rows
         pq.write_table(table, path)
@@ -102,34 +104,82 @@ class PullResult:
     tasks_by_region: dict[str, int]
 
 
+def _pull_region(
+    scope: RegionApi, windows: list[DayWindow], spool: Spool, batch_rows: int
+) -> tuple[str, int, list[CompleteScope], list[str]]:
+    """One region's windows into `spool`; returns (region, tasks, complete windows, log)."""
+    total, complete, log = 0, [], []
+    for window in windows:
+        columns, pending, count = _empty_columns(), 0, 0
+        for page in scope.search_pages(window.filters()):
+            _append(columns, scope.region, page)
+            pending += len(page)
+            if pending >= batch_rows:
+                spool.write(scope.region, columns)
+                columns, pending = _empty_columns(), 0
+            count += len(page)
+        if pending:
+            spool.write(scope.region, columns)
+        total += count
+        complete.append(CompleteScope(scope.region, window.day.isoformat()))
+        log.append(f"{window.day} {scope.region}: {count} tasks")
+    return scope.region, total, complete, log
+
+
+def _pull_region_process(
+    settings: ClientSettings, region: str, windows, directory: Path, batch_rows: int
+):
+    """Entry point of a region's worker process: its own client, its own spool files."""
+    api = BraketApi(replace(settings, regions=(region,)))
+    spool = Spool(directory=directory, prefix="pull-")
+    region, total, complete, log = _pull_region(api.regions[region], windows, spool, batch_rows)
+    return region, total, complete, log, spool.files, spool.rows, api.stats.snapshot()
+
+
 def pull_windows(
     api: BraketApi,
     windows: list[DayWindow],
     spool: Spool,
     progress: Callable[[str], None] = lambda message: None,
     batch_rows: int = 10_000,
+    processes: bool = True,
 ) -> PullResult:
-    """Every task created in `windows`, from every region, into `spool`."""
+    """Every task created in `windows`, from every region, into `spool`.
 
-    def pull_region(scope: RegionApi) -> tuple[str, int, list[CompleteScope]]:
-        total, complete = 0, []
-        for window in windows:
-            columns, pending, count = _empty_columns(), 0, 0
-            for page in scope.search_pages(window.filters()):
-                _append(columns, scope.region, page)
-                pending += len(page)
-                if pending >= batch_rows:
-                    spool.write(scope.region, columns)
-                    columns, pending = _empty_columns(), 0
-                count += len(page)
-            if pending:
-                spool.write(scope.region, columns)
-            total += count
-            complete.append(CompleteScope(scope.region, window.day.isoformat()))
-            progress(f"{window.day} {scope.region}: {count} tasks")
-        return scope.region, total, complete
+    With `processes`, each region pages in its own process: parsing pages is CPU work, and
+    one process's region threads share one interpreter lock (measured: about 2x the tasks/s
+    of threads on two cores). Pacing stays per region, as each region has one process."""
+    regions = [scope.region for scope in api.scopes()]
+    if not processes or len(regions) < 2:
 
-    return _run_per_region(api, pull_region, spool)
+        def work(scope: RegionApi):
+            region, total, complete, log = _pull_region(scope, windows, spool, batch_rows)
+            for line in log:
+                progress(line)
+            return region, total, complete
+
+        return _run_per_region(api, work, spool)
+
+    context = multiprocessing.get_context("spawn")  # no fork: the parent runs threads
+    with ProcessPoolExecutor(max_workers=len(regions), mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                _pull_region_process, api.settings, region, windows, spool.directory, batch_rows
+            )
+            for region in regions
+        ]
+        results = [f.result() for f in futures]  # re-raises the first region's failure
+    complete, counts = [], {}
+    for region, total, done, log, files, rows, stats in results:
+        for line in log:
+            progress(line)
+        complete.extend(done)
+        counts[region] = total
+        spool.files.extend(files)
+        spool.rows += rows
+        for key, value in stats.items():
+            api.stats.add(key, value)
+    return PullResult(spool, complete, counts)
 
 
 def refresh_tasks(

@@ -86,6 +86,9 @@ list_filter([
 """
 
 
+MERGE_MEMORY_LIMIT = "256MB"
+
+
 @dataclass(frozen=True)
 class MergeCounts:
     inserted: int = 0
@@ -120,8 +123,12 @@ def merge_tasks(
     seen_at: datetime,
     complete: list[CompleteScope],
 ) -> MergeCounts:
-    """Apply spooled rows to raw.quantum_tasks in one transaction (all or nothing)."""
+    """Apply spooled rows to raw.quantum_tasks in one transaction (all or nothing).
+
+    DuckDB would otherwise take up to 80% of RAM for a big backfill's temp tables; with a
+    limit it spills to `<db>.tmp/`, which keeps an ingest of a million tasks under ~500 MB."""
     ensure_schema(con)
+    con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
     naive_seen = seen_at.replace(tzinfo=None)
     con.execute("BEGIN TRANSACTION")
     try:
