@@ -140,7 +140,7 @@ def memory(tmp: Path, tasks: int) -> None:
             url, tmp / "memory.duckdb", 6, {"BRAKET_PACE_AT_QUOTA": "false"}
         )
     print(
-        f"{count:,} tasks in {seconds:.1f} s; peak RSS of the sync process {peak_mb:,.0f} MB (target <= 500 MB)"
+        f"{count:,} tasks in {seconds:.1f} s; peak RSS {peak_mb:,.0f} MB, the largest process of the sync (region workers included) (target <= 500 MB)"
     )
 
 
