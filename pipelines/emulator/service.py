@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import random
 import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,14 +29,7 @@ from pipelines.emulator.devices import DEVICES, DEVICES_BY_ARN, REGIONS
 from pipelines.emulator.errors import BraketError, not_found, validation
 from pipelines.emulator.history import HistorySpec, generate
 from pipelines.emulator.quotas import Quotas
-from pipelines.emulator.store import (
-    COMPLETED,
-    CREATED,
-    NEVER,
-    QUEUED,
-    RUNNING,
-    TaskStore,
-)
+from pipelines.emulator.store import COMPLETED, NEVER, TaskStore
 from pipelines.emulator.timefmt import parse_instant_ms
 
 ACCOUNT_ID = "123456789012"
@@ -57,8 +51,6 @@ class EmulatorConfig:
 
 class Emulator:
     def __init__(self, config: EmulatorConfig):
-        import time
-
         self.config = config
         end_ms = config.end_ms if config.end_ms is not None else int(time.time() * 1000)
         self.clock = Clock(end_ms, frozen=config.frozen_clock)
@@ -362,6 +354,3 @@ def _device_summary(d) -> dict:
 
 def _filters_digest(filters) -> str:
     return hashlib.sha256(orjson.dumps(filters, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-
-
-__all__ = ["Emulator", "EmulatorConfig", "ACCOUNT_ID", "CREATED", "QUEUED", "RUNNING"]
