@@ -1,6 +1,7 @@
 """Pull task summaries from every region concurrently and spool them to Parquet as they come.
 
-Each region gets a thread; pages are converted to columns and written in batches of
+Each region gets a worker process (a thread with `processes=False`, and for the open-task
+refresh); pages are converted to columns and written in batches of
 `batch_rows`, so memory is bounded by the batch, not by the window. Nothing touches the
 warehouse here: the spool is merged in one transaction afterwards (raw_tasks.merge_tasks),
 which is what makes a failed pull leave the warehouse as it was.
