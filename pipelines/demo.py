@@ -14,40 +14,14 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
+from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.emulator.server import serve_in_thread
 from pipelines.emulator.service import Emulator, EmulatorConfig
 from pipelines.settings import PROJECT_ROOT
 
-# The demo's cleanup policy, in enforce mode (the shipped policies.yaml is dry-run only): the
-# seed's own example, cancelling the queued QPU tasks of one bucket/prefix, keep=true exempt.
-DEMO_POLICIES = """
-policies:
-  - name: sandbox-cleanup
-    description: cancel the queued tasks of one bucket/prefix, as the seed did by hand
-    match:
-      regions: [us-west-1]
-      devices: ["arn:aws:braket:*::device/qpu/*"]
-      statuses: [QUEUED]
-      bucket: amazon-braket-masumoto
-      prefix: "Sandbox"
-      min_age: 24h
-    exempt:
-      tags: {keep: "true"}
-    action: cancel
-    mode: enforce
-    limits:
-      max_cancellations: 50
-      max_percent: 100
-  - name: daily-shot-cap
-    description: when a day's queued shots on Cepheus pass 50, cancel the queued ones
-    match:
-      devices: ["arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"]
-      statuses: [QUEUED]
-    when:
-      queued_shots_at_least: 50
-    action: cancel
-    mode: dry-run
-"""
+# The demo's cleanup policies: the cleanup issue's two examples as written (policies.yaml
+# ships them in dry-run; here sandbox-cleanup enforces, as in the issue).
+DEMO_POLICIES = SANDBOX_EXAMPLE + SHOT_CAP_EXAMPLE.removeprefix("policies:\n")
 
 
 def _print_table(title: str, con, sql: str, params=()) -> None:

@@ -20,40 +20,6 @@ FORTE = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
 SV1 = "arn:aws:braket:::device/quantum-simulator/amazon/sv1"
 REGIONS = ["us-east-1", "us-west-1"]
 
-# The issue's two examples, exactly as written there.
-SANDBOX_EXAMPLE = """\
-policies:
-  - name: sandbox-cleanup
-    description: cancel the queued tasks of one bucket/prefix, as the seed did by hand
-    match:
-      regions: [us-west-1]
-      devices: ["arn:aws:braket:*::device/qpu/*"]
-      statuses: [QUEUED]
-      bucket: amazon-braket-masumoto
-      prefix: "Sandbox"
-      min_age: 24h
-    exempt:
-      tags: {keep: "true"}
-    action: cancel
-    mode: enforce
-    limits:
-      max_cancellations: 50
-      max_percent: 100
-"""
-
-SHOT_CAP_EXAMPLE = """\
-policies:
-  - name: daily-shot-cap
-    description: when today's queued shots on Cepheus pass 50, cancel the queued ones
-    match:
-      devices: ["arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"]
-      statuses: [QUEUED]
-    when:
-      queued_shots_at_least: 50
-    action: cancel
-    mode: dry-run
-"""
-
 
 class Cleanup:
     """An emulator, a warehouse under tmp_path, an ephemeral Dagster instance, and helpers.

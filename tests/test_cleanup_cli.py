@@ -8,10 +8,11 @@ import sys
 import pytest
 
 from pipelines.cleanup import audit
+from pipelines.cleanup.examples import SANDBOX_EXAMPLE
 from pipelines.cleanup.plan import EnforceError, audit_lines, enforce
 from pipelines.cli import main
 from pipelines.settings import PROJECT_ROOT
-from tests.cleanup_support import FORTE, SANDBOX_EXAMPLE, Cleanup, outcomes
+from tests.cleanup_support import FORTE, Cleanup, outcomes
 
 
 @pytest.fixture

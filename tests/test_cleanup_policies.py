@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cleanup import reference
+from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.cleanup.policies import (
     PolicyError,
     check_text,
@@ -14,7 +15,6 @@ from pipelines.cleanup.policies import (
     parse_duration,
 )
 from pipelines.settings import PROJECT_ROOT
-from tests.cleanup_support import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 
 GOOD = """\
 policies:

@@ -8,14 +8,13 @@ import pytest
 from dagster import SensorResult
 
 from pipelines.cleanup import audit
+from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.cleanup.job import client_token, run_config_for
 from pipelines.cleanup.matching import plan_policies
 from pipelines.cleanup.policies import load_policies
 from tests.cleanup_support import (
     CEPHEUS,
     FORTE,
-    SANDBOX_EXAMPLE,
-    SHOT_CAP_EXAMPLE,
     SV1,
     Cleanup,
     outcomes,
