@@ -25,23 +25,11 @@ DEMO_POLICIES = SANDBOX_EXAMPLE + SHOT_CAP_EXAMPLE.removeprefix("policies:\n")
 
 
 def _print_table(title: str, con, sql: str, params=()) -> None:
+    from pipelines.query import to_table
+
     rel = con.execute(sql, list(params))
-    columns = [d[0] for d in rel.description]
-    rows = rel.fetchall()
     print(f"\n== {title}")
-    widths = [
-        max(len(str(c)), *(len(_fmt(r[i])) for r in rows)) if rows else len(c)
-        for i, c in enumerate(columns)
-    ]
-    print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(_fmt(v).ljust(w) for v, w in zip(row, widths, strict=True)))
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return "" if value is None else str(value)
+    print(to_table([d[0] for d in rel.description], rel.fetchall()), end="")
 
 
 def run_demo(config: EmulatorConfig) -> int:
@@ -120,25 +108,20 @@ def _section_ingest(con) -> None:
 
 
 def _section_models(con) -> None:
-    _print_table(
-        "top bucket/prefix by shots (marts.daily_usage, whole history)",
-        con,
-        """
-        SELECT bucket, prefix, sum(tasks) AS tasks, sum(shots) AS shots,
-               round(sum(est_cost_usd), 2) AS est_cost_usd
-        FROM marts.daily_usage GROUP BY ALL ORDER BY shots DESC LIMIT 8
-        """,
-    )
-    _print_table(
-        "top bucket/prefix by estimated cost (USD; null cost = device without a published price)",
-        con,
-        """
-        SELECT bucket, prefix, round(sum(est_cost_usd), 2) AS est_cost_usd,
-               sum(tasks) AS tasks, sum(shots) AS shots
-        FROM marts.daily_usage GROUP BY ALL HAVING sum(est_cost_usd) IS NOT NULL
-        ORDER BY est_cost_usd DESC LIMIT 8
-        """,
-    )
+    from pipelines.models.reports import top_owners
+    from pipelines.query import to_table
+
+    for measure, title in [
+        ("shots", "top bucket/prefix by shots (marts.daily_usage, whole history)"),
+        ("est_cost_usd", "top bucket/prefix by estimated cost (USD; unpriced tasks have no cost)"),
+    ]:
+        rows = top_owners(con, measure, limit=8)
+        for row in rows:
+            cost = row["est_cost_usd"]
+            row["est_cost_usd"] = None if cost is None else round(cost, 2)
+        print(f"\n== {title}")
+        columns = list(rows[0]) if rows else []
+        print(to_table(columns, [tuple(r.values()) for r in rows]), end="")
 
 
 def _section_cleanup(emulator: Emulator, settings) -> None:
