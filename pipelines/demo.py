@@ -12,12 +12,11 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-import duckdb
-
 from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.emulator.server import serve_in_thread
 from pipelines.emulator.service import Emulator, EmulatorConfig
 from pipelines.settings import PROJECT_ROOT
+from pipelines.warehouse.connection import connect
 
 # The demo's cleanup policies: the cleanup issue's two examples as written (policies.yaml
 # ships them in dry-run; here sandbox-cleanup enforces, as in the issue).
@@ -61,7 +60,7 @@ def run_demo(config: EmulatorConfig) -> int:
     try:
         _section_api_summary(server.url)
         run_sync(first_day, datetime.now(UTC).date(), log_level="WARNING")
-        with duckdb.connect(settings.warehouse_db, read_only=True) as con:
+        with connect(settings.warehouse_db, read_only=True) as con:
             _section_ingest(con)
             _section_models(con)
         _section_cleanup(emulator, settings)
@@ -158,7 +157,7 @@ def _section_cleanup(emulator: Emulator, settings) -> None:
     print("\n== cleanup enforce (job cancel_queued_tasks)")
     result = enforce(f.name, echo=lambda line: print(line))
     if result is not None:
-        with duckdb.connect(settings.warehouse_db, read_only=True) as con:
+        with connect(settings.warehouse_db, read_only=True) as con:
             rows = audit.read_run(con, result.run_id)
         print(f"\n== audit ({audit.TABLE}, this run)")
         print("\n".join(audit_lines(rows)))
