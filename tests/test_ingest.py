@@ -290,6 +290,7 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     """SIGKILL a real `braket-warehouse sync` process mid-pull; the warehouse is untouched and
     the next run completes it."""
     import signal
+    import time
 
     slow = emulator_factory(latency_ms=150)
     pipeline = make_pipeline(slow.url, tmp_path / "w.duckdb")
@@ -302,8 +303,10 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if " tasks" in line and "pulling" not in line:  # a region finished its first day
+        if "pulling" in line:  # the pull has started; each request takes 150 ms
             break
+    time.sleep(1.0)
+    assert proc.poll() is None, "".join(seen[-20:])
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])

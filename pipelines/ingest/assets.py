@@ -124,7 +124,7 @@ def quantum_tasks(
         )
         complete = pulled.complete + (refreshed.complete if refreshed else [])
         with warehouse.write() as con:
-            counts = merge_tasks(con, spool.files, seen_at, complete)
+            counts = merge_tasks(con, spool.files, spool.directory, seen_at, complete)
             status_counts = dict(
                 con.execute(
                     "SELECT coalesce(status, '(none)'), count(*) FROM raw.quantum_tasks "

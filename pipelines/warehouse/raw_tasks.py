@@ -1,7 +1,7 @@
 """raw.quantum_tasks: one row per quantum task ever seen, with its latest known state.
 
-Writes go through `merge_tasks`, which takes spooled API rows (Parquet files written while
-paging) and applies them in one transaction: new ARNs are inserted, changed ones updated,
+Writes go through `merge_tasks`, which takes the spooled API answers (pull.Spool: task
+summaries as JSON lines) and applies them in one transaction: new ARNs are inserted, changed ones updated,
 unchanged ones only get `last_seen_at`. A task the API stops returning is kept and flagged
 (`is_missing_from_api`), never deleted. Rows are never dropped for odd values: problems are
 listed in `data_issues` instead.
@@ -54,18 +54,20 @@ CONTENT_COLUMNS = (
     "tags",
 )
 
-SPOOL_SCHEMA = {
-    "quantum_task_arn": "VARCHAR",
-    "region": "VARCHAR",
-    "device_arn": "VARCHAR",
-    "status": "VARCHAR",
-    "shots": "BIGINT",
-    "output_s3_bucket": "VARCHAR",
-    "output_s3_directory": "VARCHAR",
-    "created_at": "TIMESTAMP",
-    "ended_at": "TIMESTAMP",
-    "tags": "VARCHAR",
-}
+# Task summary field (SearchQuantumTasks wire name) -> raw column, with the type read from the
+# spooled page bodies. Timestamps are read as text and cast below, so a bad one is flagged.
+SUMMARY_FIELDS = (
+    ("quantumTaskArn", "quantum_task_arn", "VARCHAR"),
+    ("deviceArn", "device_arn", "VARCHAR"),
+    ("status", "status", "VARCHAR"),
+    ("shots", "shots", "BIGINT"),
+    ("outputS3Bucket", "output_s3_bucket", "VARCHAR"),
+    ("outputS3Directory", "output_s3_directory", "VARCHAR"),
+    ("createdAt", "created_at", "VARCHAR"),
+    ("endedAt", "ended_at", "VARCHAR"),
+    ("tags", "tags", "JSON"),
+)
+_TASK_TYPE = "STRUCT({})".format(", ".join(f"{name} {kind}" for name, _, kind in SUMMARY_FIELDS))
 
 _KNOWN_STATUSES = ", ".join(f"'{s}'" for s in STATUSES)
 
@@ -79,7 +81,10 @@ list_filter([
          WHEN position('/' IN output_s3_directory) = 0 THEN 'output_directory_without_prefix' END,
     CASE WHEN coalesce(output_s3_bucket, '') = '' THEN 'empty_output_bucket' END,
     CASE WHEN device_arn IS NULL OR device_arn NOT LIKE 'arn:aws:braket:%:device/%' THEN 'unusual_device_arn' END,
-    CASE WHEN created_at > ?::TIMESTAMP + INTERVAL 1 DAY THEN 'future_created_at' END,
+    CASE WHEN created_at_text IS NULL THEN 'missing_created_at'
+         WHEN created_at IS NULL THEN 'unparseable_created_at'
+         WHEN created_at > $seen::TIMESTAMP + INTERVAL 1 DAY THEN 'future_created_at' END,
+    CASE WHEN ended_at_text IS NOT NULL AND ended_at IS NULL THEN 'unparseable_ended_at' END,
     CASE WHEN ended_at < created_at THEN 'ended_before_created' END,
     CASE WHEN status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND ended_at IS NULL THEN 'missing_ended_at' END
 ], x -> x IS NOT NULL)
@@ -120,42 +125,35 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def merge_tasks(
     con: duckdb.DuckDBPyConnection,
     spool_files: list[Path],
+    work_dir: Path,
     seen_at: datetime,
     complete: list[CompleteScope],
 ) -> MergeCounts:
-    """Apply spooled rows to raw.quantum_tasks in one transaction (all or nothing).
+    """Apply spooled task lines to raw.quantum_tasks in one transaction (all or nothing).
 
     DuckDB would otherwise take up to 80% of RAM for a big backfill's temp tables; with a
-    limit it spills to `<db>.tmp/`, which keeps an ingest of a million tasks near 430 MB peak (make bench)."""
+    limit it spills to `<db>.tmp/`, which keeps an ingest of a million tasks within the
+    500 MB target (make bench)."""
     ensure_schema(con)
     con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
+    # Row order inside the merge does not matter; keeping it makes DuckDB buffer more.
+    con.execute("SET preserve_insertion_order = false")
     naive_seen = seen_at.replace(tzinfo=None)
+    typed = _write_typed_rows(con, spool_files, work_dir / "typed-rows.parquet", naive_seen)
     con.execute("BEGIN TRANSACTION")
     try:
-        columns = ", ".join(f"{name} {kind}" for name, kind in SPOOL_SCHEMA.items())
-        con.execute(f"CREATE OR REPLACE TEMP TABLE incoming_raw ({columns})")
-        if spool_files:
-            con.execute(
-                "INSERT INTO incoming_raw BY NAME SELECT * FROM read_parquet(?, union_by_name = true)",
-                [[str(p) for p in spool_files]],
-            )
-        # A walk should not repeat a task; if an API ever does, keep one row per ARN.
+        # A walk should not repeat a task; if an API ever does, keep one row per ARN. The
+        # check is cheap; the window that removes repeats is not, so it runs only when needed.
+        (repeats,) = con.execute(
+            "SELECT count(*) - count(DISTINCT quantum_task_arn) FROM read_parquet(?)", [typed]
+        ).fetchone()
+        once = "QUALIFY row_number() OVER (PARTITION BY quantum_task_arn ORDER BY created_at) = 1"
         con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE incoming AS
-            SELECT *,
-                   split_part(quantum_task_arn, ':', 5) AS account_id,
-                   CAST(created_at AS DATE) AS created_date,
-                   CAST(tags AS JSON) AS tags_json,
-                   {_DATA_ISSUES} AS data_issues
-            FROM incoming_raw
-            QUALIFY row_number() OVER (PARTITION BY quantum_task_arn ORDER BY created_at) = 1
-            """,
-            [naive_seen],
+            f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM read_parquet(?) "
+            f"{once if repeats else ''}",
+            [typed],
         )
-        changed = " OR ".join(
-            f"t.{c} IS DISTINCT FROM i.{'tags_json' if c == 'tags' else c}" for c in CONTENT_COLUMNS
-        )
+        changed = " OR ".join(f"t.{c} IS DISTINCT FROM i.{c}" for c in CONTENT_COLUMNS)
         inserted, updated, unchanged = con.execute(
             f"""
             SELECT count(*) FILTER (WHERE t.quantum_task_arn IS NULL),
@@ -164,44 +162,90 @@ def merge_tasks(
             FROM incoming i LEFT JOIN raw.quantum_tasks t USING (quantum_task_arn)
             """
         ).fetchone()
-        set_content = ", ".join(
-            f"{c} = i.{'tags_json' if c == 'tags' else c}" for c in CONTENT_COLUMNS
-        )
-        con.execute(
-            f"""
-            UPDATE raw.quantum_tasks AS t
-            SET {set_content}, created_date = i.created_date, data_issues = i.data_issues,
-                is_missing_from_api = false, last_seen_at = ?, updated_at = ?
-            FROM incoming i
-            WHERE t.quantum_task_arn = i.quantum_task_arn AND (({changed}) OR t.is_missing_from_api)
-            """,
-            [naive_seen, naive_seen],
-        )
-        con.execute(
-            """
-            UPDATE raw.quantum_tasks AS t SET last_seen_at = ?
-            FROM incoming i WHERE t.quantum_task_arn = i.quantum_task_arn
-            """,
-            [naive_seen],
-        )
-        con.execute(
-            """
-            INSERT INTO raw.quantum_tasks BY NAME
-            SELECT i.quantum_task_arn, i.region, i.account_id, i.device_arn, i.status, i.shots,
-                   i.output_s3_bucket, i.output_s3_directory, i.created_at, i.ended_at,
-                   i.tags_json AS tags, i.created_date, ? AS first_seen_at, ? AS last_seen_at,
-                   ? AS updated_at, false AS is_missing_from_api, i.data_issues
-            FROM incoming i ANTI JOIN raw.quantum_tasks t USING (quantum_task_arn)
-            ORDER BY i.created_at
-            """,
-            [naive_seen, naive_seen, naive_seen],
-        )
+        if updated:
+            set_content = ", ".join(f"{c} = i.{c}" for c in CONTENT_COLUMNS)
+            con.execute(
+                f"""
+                UPDATE raw.quantum_tasks AS t
+                SET {set_content}, created_date = i.created_date, data_issues = i.data_issues,
+                    is_missing_from_api = false, last_seen_at = ?, updated_at = ?
+                FROM incoming i
+                WHERE t.quantum_task_arn = i.quantum_task_arn AND (({changed}) OR t.is_missing_from_api)
+                """,
+                [naive_seen, naive_seen],
+            )
+        if unchanged:
+            con.execute(
+                """
+                UPDATE raw.quantum_tasks AS t SET last_seen_at = ?
+                FROM incoming i WHERE t.quantum_task_arn = i.quantum_task_arn
+                  AND t.last_seen_at IS DISTINCT FROM ?
+                """,
+                [naive_seen, naive_seen],
+            )
+        if inserted:
+            con.execute(
+                """
+                INSERT INTO raw.quantum_tasks BY NAME
+                SELECT i.quantum_task_arn, i.region, i.account_id, i.device_arn, i.status, i.shots,
+                       i.output_s3_bucket, i.output_s3_directory, i.created_at, i.ended_at,
+                       i.tags, i.created_date, ? AS first_seen_at, ? AS last_seen_at,
+                       ? AS updated_at, false AS is_missing_from_api, i.data_issues
+                FROM incoming i ANTI JOIN raw.quantum_tasks t USING (quantum_task_arn)
+                ORDER BY i.created_date  -- day-clustered row groups for the per-day model builds
+                """,
+                [naive_seen, naive_seen, naive_seen],
+            )
         marked = _mark_missing(con, complete, naive_seen)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return MergeCounts(inserted, updated, unchanged, marked)
+
+
+def _write_typed_rows(con, spool_files: list[Path], target: Path, seen_at: datetime) -> str:
+    """The spooled task lines as typed rows with their data issues, in one Parquet file.
+    COPY streams, so a backfill never sits in memory at once (a temp table built straight
+    from the JSON does not fit the merge's memory limit).
+
+    A createdAt that is missing or unparseable is flagged; its row is filed under the day it
+    was seen (created_date may not be null). json(): tags as compact JSON text, however the
+    API spaced them."""
+    columns = {"region": "VARCHAR", "task": _TASK_TYPE}
+    if spool_files:
+        lines, params = (
+            "read_json($files, format = 'newline_delimited', columns = $columns)",
+            {"files": [str(p) for p in spool_files], "columns": columns},
+        )
+    else:
+        lines, params = f"(SELECT ''::VARCHAR AS region, NULL::{_TASK_TYPE} AS task LIMIT 0)", {}
+    fields = ", ".join(
+        f"{'json' if kind == 'JSON' else ''}(task.{name}) AS {column}"
+        for name, column, kind in SUMMARY_FIELDS
+    )
+    # Small row groups and no compression: a scratch file, read once by the merge.
+    con.execute(
+        f"""
+        COPY (
+            WITH api AS (SELECT region, {fields} FROM {lines}),
+            typed AS (
+                SELECT * REPLACE (
+                           timezone('UTC', try_cast(created_at AS TIMESTAMPTZ)) AS created_at,
+                           timezone('UTC', try_cast(ended_at AS TIMESTAMPTZ)) AS ended_at),
+                       created_at AS created_at_text, ended_at AS ended_at_text
+                FROM api
+            )
+            SELECT * EXCLUDE (created_at_text, ended_at_text),
+                   split_part(quantum_task_arn, ':', 5) AS account_id,
+                   coalesce(CAST(created_at AS DATE), CAST($seen AS DATE)) AS created_date,
+                   {_DATA_ISSUES} AS data_issues
+            FROM typed
+        ) TO '{target}' (FORMAT parquet, ROW_GROUP_SIZE 16384, COMPRESSION uncompressed)
+        """,
+        {"seen": seen_at, **params},
+    )
+    return str(target)
 
 
 def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
