@@ -2,7 +2,11 @@
 instance, as a code server or a scheduled run's worker has: the run itself, from start to
 tasks committed in DuckDB (pull, merge, partition events, asset checks). Prints JSON.
 
-Configured by the environment like `braket-warehouse sync`; argv: START END (ISO dates)."""
+Configured by the environment like `braket-warehouse sync`; argv: START END (ISO dates).
+
+Imports live in main(): multiprocessing re-imports the main module in each region worker,
+which must not load Dagster (the real entry points, `braket-warehouse` and `python -m
+dagster`, are light for the same reason)."""
 
 from __future__ import annotations
 
@@ -11,14 +15,14 @@ import sys
 import time
 from datetime import date
 
-from dagster import DagsterInstance
-
-from pipelines.definitions import defs
-from pipelines.settings import ensure_dagster_home
-from pipelines.sync import run_sync
-
 
 def main(start: str, end: str) -> None:
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import defs
+    from pipelines.settings import ensure_dagster_home
+    from pipelines.sync import run_sync
+
     ensure_dagster_home()
     instance = DagsterInstance.get()
     instance.get_runs(limit=1)  # storage opened before the clock starts

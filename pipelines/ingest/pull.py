@@ -114,7 +114,9 @@ def _pull_region_process(settings: ClientSettings, region: str, windows, directo
 def _worker_context():
     """A forkserver that has imported this module once: each region worker is then a cheap
     fork of it instead of a fresh interpreter importing boto3 and pyarrow (~0.8 s of CPU
-    each). Not plain fork: the parent (a Dagster run) has threads."""
+    each). Not plain fork: the parent (a Dagster run) has threads. multiprocessing still
+    imports the parent's main module in each worker: entry points keep theirs light
+    (`braket-warehouse`, `python -m dagster` for launched runs)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context
