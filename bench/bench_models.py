@@ -202,7 +202,8 @@ def run() -> None:
         full_s = staged_s + facts_s + marts_s
         print(f"  {'total':<46} {full_s:7.2f} s")
         print(f"  marts: {marts_s:.2f} s of a 10 s target ({'met' if marts_s <= 10 else 'MISSED'});"
-              f" task_facts + marts: {full_s:.2f} s ({'met' if full_s <= 10 else 'over'} 10 s)")  # fmt: skip
+              f" from raw, Polars staging included: {full_s:.2f} s (no target: a first build"
+              f" or a model version change writes every task once)")  # fmt: skip
         print(f"  task_facts wrote {facts.rows_written:,} rows over {len(facts.days_rebuilt)} days"
               f" = {facts.rows_written / facts_s:,.0f} rows/s")  # fmt: skip
 
