@@ -213,9 +213,13 @@ def _write_typed_rows(con, spool_files: list[Path], target: Path, seen_at: datet
     was seen (created_date may not be null). json(): tags as compact JSON text, however the
     API spaced them."""
     columns = {"region": "VARCHAR", "task": _TASK_TYPE}
+    # A line is one task summary: a few hundred bytes, ~20 KB with 50 maximal tags. A 1 MB
+    # object limit keeps the reader's buffers small (the default 16 MB made them most of
+    # the merge's memory).
     if spool_files:
         lines, params = (
-            "read_json($files, format = 'newline_delimited', columns = $columns)",
+            "read_json($files, format = 'newline_delimited', columns = $columns, "
+            "maximum_object_size = 1048576)",
             {"files": [str(p) for p in spool_files], "columns": columns},
         )
     else:
