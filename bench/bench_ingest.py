@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,12 +121,55 @@ def sync_process(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+        watcher = TreePeakRss(proc.pid)
+        watcher.start()
         # wait4 gives this child's own peak RSS (not the emulator's, also our child).
         _, status, usage = os.wait4(proc.pid, 0)
+        watcher.stop()
     seconds = time.perf_counter() - began
     if status != 0:
         raise RuntimeError(f"sync failed:\n{log.read_text()[-3000:]}")
-    return seconds, _count(db), usage.ru_maxrss / 1024
+    return seconds, _count(db), max(usage.ru_maxrss / 1024, watcher.peak_mb)
+
+
+class TreePeakRss(threading.Thread):
+    """The largest peak RSS (VmHWM) among a process's descendants, polled from /proc: region
+    workers are children of a forkserver, which wait4 on the sync process does not cover."""
+
+    def __init__(self, root: int):
+        super().__init__(daemon=True)
+        self.root, self.peak_mb, self._done = root, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.05):
+            parents = {}
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        stat = (entry / "stat").read_text()
+                        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+                    except (OSError, ValueError, IndexError):
+                        continue
+            for pid in parents:
+                ancestor = parents.get(pid)
+                while ancestor not in (None, self.root, 0, 1):
+                    ancestor = parents.get(ancestor)
+                if ancestor == self.root:
+                    self.peak_mb = max(self.peak_mb, _vm_hwm_mb(pid))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def throughput(tmp: Path, tasks: int, rounds: int) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import orjson
+import duckdb
 
+from pipelines.ingest.pull import Spool
 from pipelines.warehouse.connection import connect
 from pipelines.warehouse.raw_tasks import merge_tasks
 
@@ -27,13 +28,13 @@ def _task(uid: str, **fields) -> dict:
     return {k: v for k, v in {**base, **fields}.items() if v is not None}
 
 
-def _merge(tmp_path, tasks: list[dict], name="spool.jsonl"):
-    spool = tmp_path / name
-    spool.write_bytes(
-        b"".join(orjson.dumps({"region": "us-east-1", "task": t}) + b"\n" for t in tasks)
-    )
+def _merge(tmp_path, tasks: list[dict]):
+    """`tasks` through the ingest's own spool writer, then merged."""
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write(tasks)
     with connect(tmp_path / "w.duckdb") as con:
-        counts = merge_tasks(con, [spool], tmp_path, SEEN, [])
+        counts = merge_tasks(con, spool.files, tmp_path, SEEN, [])
         rows = con.execute(
             "SELECT quantum_task_arn, created_at, created_date, ended_at, tags, data_issues "
             "FROM raw.quantum_tasks ORDER BY 1"
@@ -65,21 +66,44 @@ def test_odd_timestamps_are_stored_and_flagged(tmp_path):
     assert rows["bad-ended"][2] is None and "unparseable_ended_at" in rows["bad-ended"][4]
 
 
-def test_tags_are_compact_json_and_spacing_is_not_a_change(tmp_path):
+def test_tags_are_compact_sorted_json_whatever_order_the_api_used(tmp_path):
     _, rows = _merge(tmp_path, [_task("t", tags={"team": "qml", "run": "7"})])
-    assert rows["t"][3] == '{"team":"qml","run":"7"}'
-    # The same tags written with other spacing (another serializer) are the same tags.
-    spool = tmp_path / "spaced.jsonl"
-    line = orjson.dumps({"region": "us-east-1", "task": _task("t")})[:-2]
-    spool.write_bytes(line + b', "tags": {"team": "qml",  "run": "7"}}}\n')
-    with connect(tmp_path / "w.duckdb") as con:
-        counts = merge_tasks(con, [spool], tmp_path, SEEN, [])
+    assert rows["t"][3] == '{"run":"7","team":"qml"}'
+    counts, _ = _merge(tmp_path, [_task("t", tags={"run": "7", "team": "qml"})])
     assert (counts.updated, counts.unchanged) == (0, 1)
+
+
+def test_tags_stored_with_spaces_by_earlier_versions_are_not_a_change(tmp_path):
+    _merge(tmp_path, [_task("t", tags={"run": "7"})])
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("""UPDATE raw.quantum_tasks SET tags = '{"run": "7"}'""")
+    counts, _ = _merge(tmp_path, [_task("t", tags={"run": "7"})])
+    assert (counts.updated, counts.unchanged) == (0, 1)
+
+
+def test_timestamps_without_offset_are_utc_whatever_the_session_time_zone(tmp_path):
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("naive", createdAt="2026-03-01T23:30:00", endedAt=None)])
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("SET TimeZone = 'America/New_York'")
+    merge_tasks(con, spool.files, tmp_path, SEEN, [])
+    created, day = con.execute("SELECT created_at, created_date FROM raw.quantum_tasks").fetchone()
+    assert created == datetime(2026, 3, 1, 23, 30) and str(day) == "2026-03-01"
+    # The caller's session is left as it was.
+    assert con.execute("SELECT current_setting('TimeZone')").fetchone()[0] == "America/New_York"
+    con.close()
 
 
 def test_a_repeated_arn_is_stored_once(tmp_path):
     counts, rows = _merge(tmp_path, [_task("r"), _task("r", status="FAILED"), _task("s")])
     assert counts.inserted == 2 and set(rows) == {"r", "s"}
+
+
+def test_an_empty_spool_file_changes_nothing(tmp_path):
+    _merge(tmp_path, [_task("kept")])
+    counts, rows = _merge(tmp_path, [])
+    assert counts.astuple() == (0, 0, 0, 0) and set(rows) == {"kept"}
 
 
 def test_no_spool_files_changes_nothing(tmp_path):

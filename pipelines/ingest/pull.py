@@ -67,8 +67,12 @@ class Spool:
 
             def write(tasks: list[dict]) -> None:
                 nonlocal rows
-                # orjson writes datetimes (botocore-parsed answers) as RFC 3339 text.
-                out.writelines(orjson.dumps({"region": region, "task": t}) + b"\n" for t in tasks)
+                # Sorted keys: tags are stored as this text, so their order must not depend
+                # on the answer. orjson writes datetimes (GetQuantumTask) as RFC 3339.
+                out.writelines(
+                    orjson.dumps({"region": region, "task": t}, option=orjson.OPT_SORT_KEYS) + b"\n"
+                    for t in tasks
+                )
                 rows += len(tasks)
 
             yield write

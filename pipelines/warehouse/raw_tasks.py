@@ -9,6 +9,8 @@ listed in `data_issues` instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -135,11 +137,35 @@ def merge_tasks(
     limit it spills to `<db>.tmp/`, which keeps an ingest of a million tasks within the
     500 MB target (make bench)."""
     ensure_schema(con)
-    con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
-    # Row order inside the merge does not matter; keeping it makes DuckDB buffer more.
-    con.execute("SET preserve_insertion_order = false")
-    naive_seen = seen_at.replace(tzinfo=None)
-    typed = _write_typed_rows(con, spool_files, work_dir / "typed-rows.parquet", naive_seen)
+    with _merge_settings(con):
+        naive_seen = seen_at.replace(tzinfo=None)
+        typed = _write_typed_rows(con, spool_files, work_dir / "typed-rows.parquet", naive_seen)
+        return _merge_typed_rows(con, typed, naive_seen, complete)
+
+
+@contextmanager
+def _merge_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The merge's session settings, restored afterwards: a memory limit that spills instead
+    of growing, no insertion order (it makes DuckDB buffer more), and UTC, which is how a
+    timestamp without an offset is read."""
+    settings = {
+        "memory_limit": f"'{MERGE_MEMORY_LIMIT}'",
+        "preserve_insertion_order": "false",
+        "TimeZone": "'UTC'",
+    }
+    before = {
+        name: con.execute("SELECT current_setting(?)", [name]).fetchone()[0] for name in settings
+    }
+    for name, value in settings.items():
+        con.execute(f"SET {name} = {value}")
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            con.execute(f"SET {name} = '{value}'")
+
+
+def _merge_typed_rows(con, typed: str, naive_seen: datetime, complete: list[CompleteScope]):
     con.execute("BEGIN TRANSACTION")
     try:
         # A walk should not repeat a task; if an API ever does, keep one row per ARN. The
@@ -153,7 +179,11 @@ def merge_tasks(
             f"{once if repeats else ''}",
             [typed],
         )
-        changed = " OR ".join(f"t.{c} IS DISTINCT FROM i.{c}" for c in CONTENT_COLUMNS)
+        changed = " OR ".join(
+            # json(): rows stored before tags were kept compact have spaces in the text.
+            f"{'json(t.tags)' if c == 'tags' else f't.{c}'} IS DISTINCT FROM i.{c}"
+            for c in CONTENT_COLUMNS
+        )
         inserted, updated, unchanged = con.execute(
             f"""
             SELECT count(*) FILTER (WHERE t.quantum_task_arn IS NULL),
@@ -245,7 +275,7 @@ def _write_typed_rows(con, spool_files: list[Path], target: Path, seen_at: datet
                    coalesce(CAST(created_at AS DATE), CAST($seen AS DATE)) AS created_date,
                    {_DATA_ISSUES} AS data_issues
             FROM typed
-        ) TO '{target}' (FORMAT parquet, ROW_GROUP_SIZE 16384, COMPRESSION uncompressed)
+        ) TO '{str(target).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 16384, COMPRESSION uncompressed)
         """,
         {"seen": seen_at, **params},
     )
