@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -130,6 +130,7 @@ def pull_windows(
     spool: Spool,
     progress: Callable[[str], None] = lambda message: None,
     processes: bool = True,
+    progress_every: float = 15.0,
 ) -> PullResult:
     """Every task created in `windows`, from every region, into `spool`.
 
@@ -147,15 +148,25 @@ def pull_windows(
 
         return _run_per_region(api, work, spool)
 
+    results = []
     with ProcessPoolExecutor(max_workers=len(regions), mp_context=_worker_context()) as pool:
-        futures = [
+        pending = {
             pool.submit(_pull_region_process, api.settings, region, windows, spool.directory)
             for region in regions
-        ]
-        results = [f.result() for f in futures]  # re-raises the first region's failure
+        }
+        while pending:
+            finished, pending = wait(pending, timeout=progress_every, return_when=FIRST_COMPLETED)
+            for future in finished:
+                results.append(future.result())  # re-raises a region's failure
+                progress(results[-1][3])
+            if not finished:  # workers report at the end; meanwhile, what the spool holds
+                spooled = sum(p.stat().st_size for p in spool.directory.glob("pull-*.jsonl"))
+                progress(
+                    f"pulling: {len(results)} of {len(regions)} region(s) done, "
+                    f"{spooled / 1e6:,.0f} MB spooled"
+                )
     complete, counts = [], {}
-    for region, total, done, summary, files, rows, stats in results:
-        progress(summary)
+    for region, total, done, _, files, rows, stats in results:
         complete.extend(done)
         counts[region] = total
         spool.files.extend(files)
