@@ -111,3 +111,38 @@ def test_no_spool_files_changes_nothing(tmp_path):
         counts = merge_tasks(con, [], tmp_path, SEEN, [])
         (n,) = con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone()
     assert counts.astuple() == (0, 0, 0, 0) and n == 0
+
+
+def _checks_on(tmp_path):
+    from pipelines.ingest.checks import (
+        arn_unique,
+        required_fields_present,
+        shots_not_negative,
+        status_known,
+    )
+    from pipelines.warehouse.resource import WarehouseResource
+
+    warehouse = WarehouseResource(path=str(tmp_path / "w.duckdb"))
+    checks = (arn_unique, required_fields_present, shots_not_negative, status_known)
+    return {check.check_key.name: check(warehouse=warehouse) for check in checks}
+
+
+def test_ingest_checks_pass_on_a_clean_merge_and_fail_on_bad_rows(tmp_path):
+    _merge(tmp_path, [_task("a"), _task("b")])
+    assert all(result.passed for result in _checks_on(tmp_path).values())
+
+    _merge(tmp_path, [_task("c", status="PAUSED", shots=-1, deviceArn=None)])
+    with connect(tmp_path / "w.duckdb") as con:  # a second row for an ARN the merge wrote
+        con.execute(
+            "INSERT INTO raw.quantum_tasks SELECT * FROM raw.quantum_tasks "
+            "WHERE quantum_task_arn LIKE '%/c'"
+        )
+    results = _checks_on(tmp_path)
+    assert {name for name, result in results.items() if not result.passed} == {
+        "arn_unique",
+        "required_fields_present",
+        "shots_not_negative",
+        "status_known",
+    }
+    assert results["arn_unique"].metadata["failing_rows"].value == 1
+    assert results["shots_not_negative"].metadata["failing_rows"].value == 2  # c twice
