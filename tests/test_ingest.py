@@ -358,3 +358,56 @@ def test_pull_reports_progress_while_region_workers_page(emulator_factory, tmp_p
     finished = [line for line in lines if not line.startswith("pulling: ")]
     assert sorted(line.split(":")[0] for line in finished) == sorted(api.regions)
     assert sum(pulled.tasks_by_region.values()) == len(slow.ground_truth())
+
+
+def test_sync_job_launched_like_the_daemon_runs_every_step_in_one_process(emulator, tmp_path):
+    """The schedule's job as the daemon and the UI run it: `python -m dagster` in a new process
+    (execute_in_process, which the other tests use, ignores the job's executor). Region
+    workers fork there too; every step runs in the run's own process."""
+    import json
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    from datetime import timedelta
+    from pathlib import Path
+
+    import duckdb
+
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    home, db = tmp_path / "home", tmp_path / "w.duckdb"
+    home.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "BRAKET_ENDPOINT_URL": emulator.url,
+        "BRAKET_WAREHOUSE_DB": str(db),
+        "BRAKET_START_DATE": first.isoformat(),
+        "BRAKET_PACE_AT_QUOTA": "false",
+        "DAGSTER_HOME": str(home),
+    }
+    tags = {
+        "dagster/asset_partition_range_start": last.isoformat(),
+        "dagster/asset_partition_range_end": (last + timedelta(days=1)).isoformat(),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "pipelines.definitions"]
+        + ["-j", "sync", "--tags", json.dumps(tags)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = out.stdout + out.stderr
+    assert out.returncode == 0 and "RUN_SUCCESS" in log, log[-4000:]
+    step_pids = set(re.findall(r" - (\d+) - \w+ - STEP_SUCCESS - ", log))
+    assert len(step_pids) == 1, step_pids
+
+    expected = sum(1 for t in emulator.ground_truth() if t["createdAt"][:10] == last.isoformat())
+    with duckdb.connect(str(db), read_only=True) as con:
+        (stored,) = con.execute(
+            "SELECT count(*) FROM raw.quantum_tasks WHERE created_date = ?", [last]
+        ).fetchone()
+        (facts,) = con.execute("SELECT count(*) FROM staging.task_facts").fetchone()
+    assert stored == expected > 0 and facts == stored
