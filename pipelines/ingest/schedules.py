@@ -9,7 +9,6 @@ from dagster import (
     RunRequest,
     ScheduleEvaluationContext,
     define_asset_job,
-    in_process_executor,
     schedule,
 )
 from dagster._core.storage.tags import (
@@ -23,13 +22,11 @@ LOOKBACK_DAYS = 1
 SYNC_CRON = os.environ.get("BRAKET_SYNC_CRON") or "0 * * * *"
 
 # Ingest and everything downstream of it (the models), so a sync leaves the warehouse consistent.
-# In process: its writers take turns anyway (one DuckDB writer), and a process per step (the
-# default for launched runs) spent most of an hourly run importing Dagster ~20 times.
+# Steps run in the run's process (the code location's executor, pipelines/definitions.py).
 sync_job = define_asset_job(
     "sync",
     selection=AssetSelection.assets("quantum_tasks").downstream(),
     description="Latest days of quantum_tasks, the open-task refresh, then the models.",
-    executor_def=in_process_executor,
 )
 
 
