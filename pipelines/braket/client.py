@@ -9,8 +9,8 @@
   `before-parse` hook (botocore's generic shape walk costs more than the rest of a page's
   handling together). Summaries keep createdAt/endedAt as the API's ISO-8601 text: the
   ingest has DuckDB cast them in bulk, and the few that callers compare are parsed with
-  `parse_timestamp`.
-  Other operations go through botocore's parser with ciso8601 instead of dateutil.
+  `parse_timestamp`. Other operations go through botocore's parser, with ciso8601 instead
+  of dateutil.
 - User-Agent: a fixed `braket-warehouse/... botocore/...` string; botocore's default one is
   rebuilt from a dozen components on every request (~10% of a page's client CPU).
 - Scopes: each (account, region) pair is a `RegionApi`. Today there is one account (the
