@@ -53,7 +53,6 @@ class Spool:
     directory: Path
     prefix: str = ""  # keeps file names apart when several processes write one directory
     files: list[Path] = field(default_factory=list)
-    rows: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -62,22 +61,17 @@ class Spool:
         with self._lock:
             path = self.directory / f"{self.prefix}{region}-{len(self.files):06d}.jsonl"
             self.files.append(path)
-        rows = 0
         with open(path, "wb") as out:
 
             def write(tasks: list[dict]) -> None:
-                nonlocal rows
                 # Sorted keys: tags are stored as this text, so their order must not depend
                 # on the answer. orjson writes datetimes (GetQuantumTask) as RFC 3339.
                 out.writelines(
                     orjson.dumps({"region": region, "task": t}, option=orjson.OPT_SORT_KEYS) + b"\n"
                     for t in tasks
                 )
-                rows += len(tasks)
 
             yield write
-        with self._lock:
-            self.rows += rows
 
 
 @dataclass
@@ -111,7 +105,7 @@ def _pull_region_process(settings: ClientSettings, region: str, windows, directo
     api = BraketApi(replace(settings, regions=(region,)))
     spool = Spool(directory=directory, prefix="pull-")
     region, total, complete, summary = _pull_region(api.regions[region], windows, spool)
-    return region, total, complete, summary, spool.files, spool.rows, api.stats.snapshot()
+    return region, total, complete, summary, spool.files, api.stats.snapshot()
 
 
 def _worker_context():
@@ -166,11 +160,10 @@ def pull_windows(
                     f"{spooled / 1e6:,.0f} MB spooled"
                 )
     complete, counts = [], {}
-    for region, total, done, _, files, rows, stats in results:
+    for region, total, done, _, files, stats in results:
         complete.extend(done)
         counts[region] = total
         spool.files.extend(files)
-        spool.rows += rows
         for key, value in stats.items():
             api.stats.add(key, value)
     return PullResult(spool, complete, counts)
