@@ -168,17 +168,22 @@ def _merge_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def _merge_typed_rows(con, typed: str, naive_seen: datetime, complete: list[CompleteScope]):
     con.execute("BEGIN TRANSACTION")
     try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM read_parquet(?)", [typed]
+        )
         # A walk should not repeat a task; if an API ever does, keep one row per ARN. The
         # check is cheap; the window that removes repeats is not, so it runs only when needed.
         (repeats,) = con.execute(
-            "SELECT count(*) - count(DISTINCT quantum_task_arn) FROM read_parquet(?)", [typed]
+            "SELECT count(*) - count(DISTINCT quantum_task_arn) FROM incoming"
         ).fetchone()
-        once = "QUALIFY row_number() OVER (PARTITION BY quantum_task_arn ORDER BY created_at) = 1"
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM read_parquet(?) "
-            f"{once if repeats else ''}",
-            [typed],
-        )
+        if repeats:
+            con.execute(
+                """
+                DELETE FROM incoming WHERE rowid IN (
+                    SELECT rowid FROM incoming
+                    QUALIFY row_number() OVER (PARTITION BY quantum_task_arn ORDER BY created_at) > 1)
+                """
+            )
         changed = " OR ".join(
             # json(): rows stored before tags were kept compact have spaces in the text.
             f"{'json(t.tags)' if c == 'tags' else f't.{c}'} IS DISTINCT FROM i.{c}"
