@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import pytest
 
 from tests.pipeline_harness import history_days, make_pipeline
@@ -80,6 +81,37 @@ def test_full_backfill_equals_ground_truth(pipeline, emulator):
         "shots_not_negative": True,
         "status_known": True,
     }
+
+
+def test_a_repeated_arn_fails_the_blocking_check_and_stops_the_models(pipeline, emulator):
+    """arn_unique runs in the ingest step and blocks: with an ARN stored twice the sync fails
+    and no model is built on top of it."""
+    from pipelines.sync import SyncError
+
+    backfill(pipeline, emulator)
+    with duckdb.connect(str(pipeline.db_path)) as con:
+        con.execute(
+            "INSERT INTO raw.quantum_tasks SELECT * FROM raw.quantum_tasks "
+            "WHERE quantum_task_arn = (SELECT min(quantum_task_arn) FROM raw.quantum_tasks)"
+        )
+        con.execute("DROP SCHEMA IF EXISTS marts CASCADE")
+    with pytest.raises(SyncError):
+        backfill(pipeline, emulator)
+    run = pipeline.instance.get_runs(limit=1)[0]
+    checks = {
+        e.event_specific_data.asset_check_key.name: e.event_specific_data
+        for e in (
+            r.dagster_event for r in pipeline.instance.all_logs(run.run_id) if r.dagster_event
+        )
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert not checks["arn_unique"].passed
+    assert checks["arn_unique"].metadata["failing_rows"].value == 1
+    assert checks["status_known"].passed
+    (marts,) = pipeline.rows(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'marts'"
+    )[0]
+    assert marts == 0
 
 
 def test_rerun_is_idempotent(pipeline, emulator):

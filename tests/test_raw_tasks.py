@@ -114,17 +114,10 @@ def test_no_spool_files_changes_nothing(tmp_path):
 
 
 def _checks_on(tmp_path):
-    from pipelines.ingest.checks import (
-        arn_unique,
-        required_fields_present,
-        shots_not_negative,
-        status_known,
-    )
-    from pipelines.warehouse.resource import WarehouseResource
+    from pipelines.ingest.checks import evaluate_ingest_checks
 
-    warehouse = WarehouseResource(path=str(tmp_path / "w.duckdb"))
-    checks = (arn_unique, required_fields_present, shots_not_negative, status_known)
-    return {check.check_key.name: check(warehouse=warehouse) for check in checks}
+    with connect(tmp_path / "w.duckdb") as con:
+        return {result.check_name: result for result in evaluate_ingest_checks(con)}
 
 
 def test_ingest_checks_pass_on_a_clean_merge_and_fail_on_bad_rows(tmp_path):

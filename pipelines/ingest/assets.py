@@ -12,6 +12,7 @@ The incremental contract, on one screen:
                 still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING or unknown)
                 with GetQuantumTask: cost grows with open tasks, not with history
 - writes        one transaction per run after the whole pull; pool `warehouse_writer`
+- checks        arn_unique (blocking) and three warnings, run in this step after the merge
 """
 
 import tempfile
@@ -34,6 +35,7 @@ from pydantic import Field
 
 from pipelines.braket.client import retries_from
 from pipelines.braket.resource import BraketResource
+from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
 from pipelines.ingest.pull import DayWindow, Spool, pull_windows, refresh_tasks
 from pipelines.warehouse.raw_tasks import ensure_schema, merge_tasks
@@ -87,6 +89,7 @@ def open_tasks_before(con, first_day: date, regions: list[str]) -> dict[str, lis
     pool=WAREHOUSE_POOL,
     group_name="ingest",
     kinds={"duckdb", "python"},
+    check_specs=INGEST_CHECK_SPECS,
     description="Every quantum task ever seen, one row per ARN with its latest status (raw.quantum_tasks).",
 )
 def quantum_tasks(
@@ -132,9 +135,11 @@ def quantum_tasks(
                     [days[0], days[-1]],
                 ).fetchall()
             )
+            check_results = evaluate_ingest_checks(con)
 
     stats = {k: v - before.get(k, 0) for k, v in api.stats.snapshot().items()}
     return MaterializeResult(
+        check_results=check_results,
         metadata={
             "tasks_inserted": counts.inserted,
             "tasks_updated": counts.updated,
