@@ -374,17 +374,16 @@ def test_sync_waits_for_another_writer(emulator, tmp_path):
 
 def test_pull_reports_progress_while_region_workers_page(emulator_factory, tmp_path):
     """Region workers report when they finish; until then the pull says what it has spooled."""
-    from datetime import timedelta
-
     from pipelines.braket.client import BraketApi, ClientSettings
-    from pipelines.ingest.pull import DayWindow, Spool, pull_windows
+    from pipelines.ingest.pull import CreatedWindow, Spool, pull_window
 
-    slow = emulator_factory(latency_ms=50)  # ~15 requests a region: well over 0.2 s
+    slow = emulator_factory(latency_ms=100)  # ~7 requests a region: well over 0.2 s
     first, last = history_days(slow.emulator.clock.now_ms(), slow.emulator.config.days)
-    windows = [DayWindow(first + timedelta(days=i)) for i in range((last - first).days + 1)]
     api = BraketApi(ClientSettings(endpoint_url=slow.url))
     lines: list[str] = []
-    pulled = pull_windows(api, windows, Spool(tmp_path), progress=lines.append, progress_every=0.2)
+    pulled = pull_window(
+        api, CreatedWindow(first, last), Spool(tmp_path), progress=lines.append, progress_every=0.2
+    )
 
     assert any(line.startswith("pulling: ") and "MB spooled" in line for line in lines), lines
     finished = [line for line in lines if not line.startswith("pulling: ")]

@@ -2,8 +2,10 @@
 
 The incremental contract, on one screen:
 - endpoint      SearchQuantumTasks (POST /quantum-tasks), every region of the `braket` resource
-- window        one UTC day of createdAt per partition: BETWEEN [day 00:00:00.000, 23:59:59.999];
-                the latest day is open-ended (GTE) so nothing created after it is out of reach
+- window        one UTC day of createdAt per partition; a run over several partitions walks
+                them as one search per region: BETWEEN [first day 00:00:00.000, last day
+                23:59:59.999], open-ended (GTE) when it ends today so nothing created later is
+                out of reach
 - page          maxResults 100, botocore paginator on nextToken, pages spooled as they arrive
 - key           quantumTaskArn; upsert by ARN, never delete (raw_tasks.merge_tasks)
 - lookback      incremental runs take today and yesterday: a run just after midnight still
@@ -37,7 +39,7 @@ from pipelines.braket.client import retries_from
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
-from pipelines.ingest.pull import DayWindow, Spool, pull_windows, refresh_tasks
+from pipelines.ingest.pull import CreatedWindow, Spool, pull_window, refresh_tasks
 from pipelines.warehouse.raw_tasks import ensure_schema, merge_tasks
 from pipelines.warehouse.resource import WarehouseResource
 
@@ -103,7 +105,7 @@ def quantum_tasks(
     before = api.stats.snapshot()
     today = datetime.now(UTC).date()
     days = days_in(context)
-    windows = [DayWindow(day, open_ended=day >= today) for day in days]
+    window = CreatedWindow(days[0], days[-1], open_ended=days[-1] >= today)
     refresh = config.refresh_open_tasks and days[-1] >= today
     seen_at = datetime.now(UTC)
 
@@ -118,16 +120,18 @@ def quantum_tasks(
             + (f"; refreshing {sum(map(len, open_arns.values()))} open task(s)" if refresh else "")
         )
         pull_started = time.monotonic()
-        pulled = pull_windows(
-            api, windows, spool, progress=context.log.info, processes=config.region_processes
+        pulled = pull_window(
+            api, window, spool, progress=context.log.info, processes=config.region_processes
         )
         pull_seconds = time.monotonic() - pull_started
         refreshed = (
             refresh_tasks(api, open_arns, spool, progress=context.log.info) if refresh else None
         )
         complete = pulled.complete + (refreshed.complete if refreshed else [])
+        merge_started = time.monotonic()
         with warehouse.write() as con:
             counts = merge_tasks(con, spool.files, spool.directory, seen_at, complete)
+            merge_seconds = time.monotonic() - merge_started
             status_counts = dict(
                 con.execute(
                     "SELECT coalesce(status, '(none)'), count(*) FROM raw.quantum_tasks "
@@ -154,9 +158,10 @@ def quantum_tasks(
             "connection_errors": stats.get("connection_errors", 0),
             "retries": retries_from(stats),
             "pull_seconds": round(pull_seconds, 3),
+            "merge_seconds": round(merge_seconds, 3),
             "duration_seconds": round(time.monotonic() - started, 3),
             "tasks_by_region": MetadataValue.json(pulled.tasks_by_region),
             "status_counts": MetadataValue.json(status_counts),
             "days": MetadataValue.text(f"{days[0]}..{days[-1]}"),
-        }
+        },
     )

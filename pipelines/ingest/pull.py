@@ -25,18 +25,25 @@ from pipelines.warehouse.raw_tasks import CompleteScope
 
 
 @dataclass(frozen=True)
-class DayWindow:
-    """One UTC day of createdAt. `open_ended` also takes anything created later (the latest
-    day), so tasks with clock-skewed or far-future createdAt are not out of reach."""
+class CreatedWindow:
+    """UTC days [first, last] of createdAt, walked as one search per region: a window of many
+    days costs no more requests than its tasks need (a search per day would add a partial page
+    per day and region). `open_ended` also takes anything created later (a window that ends
+    today), so tasks with clock-skewed or far-future createdAt are not out of reach."""
 
-    day: date
+    first: date
+    last: date
     open_ended: bool = False
 
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=i) for i in range((self.last - self.first).days + 1)]
+
     def filters(self) -> list[dict]:
-        start = datetime.combine(self.day, time.min, tzinfo=UTC)
+        start = datetime.combine(self.first, time.min, tzinfo=UTC)
         if self.open_ended:
             return [{"name": "createdAt", "operator": "GTE", "values": [_iso(start)]}]
-        end = start + timedelta(days=1) - timedelta(milliseconds=1)
+        end = datetime.combine(self.last, time.min, tzinfo=UTC) + timedelta(days=1)
+        end -= timedelta(milliseconds=1)
         return [{"name": "createdAt", "operator": "BETWEEN", "values": [_iso(start), _iso(end)]}]
 
 
@@ -82,29 +89,27 @@ class PullResult:
 
 
 def _pull_region(
-    scope: RegionApi, windows: list[DayWindow], spool: Spool
+    scope: RegionApi, window: CreatedWindow, spool: Spool
 ) -> tuple[str, int, list[CompleteScope], str]:
-    """One region's windows into `spool`; returns (region, tasks, complete windows, summary).
+    """One region's window into `spool`; returns (region, tasks, complete days, summary).
 
     One summary line per region, not per (region, day): each progress line becomes an event
     in the Dagster instance (~10 ms each with its SQLite storage)."""
-    total, complete = 0, []
+    total = 0
     with spool.open(scope.region) as write:
-        for window in windows:
-            count = 0
-            for page in scope.search_pages(window.filters()):
-                write(page)
-                count += len(page)
-            total += count
-            complete.append(CompleteScope(scope.region, window.day.isoformat()))
-    return scope.region, total, complete, f"{scope.region}: {total:,} tasks, {len(windows)} day(s)"
+        for page in scope.search_pages(window.filters()):
+            write(page)
+            total += len(page)
+    days = window.days()
+    complete = [CompleteScope(scope.region, day.isoformat()) for day in days]
+    return scope.region, total, complete, f"{scope.region}: {total:,} tasks, {len(days)} day(s)"
 
 
-def _pull_region_process(settings: ClientSettings, region: str, windows, directory: Path):
+def _pull_region_process(settings: ClientSettings, region: str, window, directory: Path):
     """Entry point of a region's worker process: its own client, its own spool file."""
     api = BraketApi(replace(settings, regions=(region,)))
     spool = Spool(directory=directory, prefix="pull-")
-    region, total, complete, summary = _pull_region(api.regions[region], windows, spool)
+    region, total, complete, summary = _pull_region(api.regions[region], window, spool)
     return region, total, complete, summary, spool.files, api.stats.snapshot()
 
 
@@ -118,15 +123,15 @@ def _worker_context():
     return context
 
 
-def pull_windows(
+def pull_window(
     api: BraketApi,
-    windows: list[DayWindow],
+    window: CreatedWindow,
     spool: Spool,
     progress: Callable[[str], None] = lambda message: None,
     processes: bool = True,
     progress_every: float = 15.0,
 ) -> PullResult:
-    """Every task created in `windows`, from every region, into `spool`.
+    """Every task created in `window`, from every region, into `spool`.
 
     With `processes`, each region pages in its own process: paging is CPU work (botocore's
     request handling most of it), and one process's region threads share one interpreter
@@ -136,7 +141,7 @@ def pull_windows(
     if not processes or len(regions) < 2:
 
         def work(scope: RegionApi):
-            region, total, complete, summary = _pull_region(scope, windows, spool)
+            region, total, complete, summary = _pull_region(scope, window, spool)
             progress(summary)
             return region, total, complete
 
@@ -145,7 +150,7 @@ def pull_windows(
     results = []
     with ProcessPoolExecutor(max_workers=len(regions), mp_context=_worker_context()) as pool:
         pending = {
-            pool.submit(_pull_region_process, api.settings, region, windows, spool.directory)
+            pool.submit(_pull_region_process, api.settings, region, window, spool.directory)
             for region in regions
         }
         while pending:
