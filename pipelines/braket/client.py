@@ -1,4 +1,5 @@
-"""The one place that talks to Braket: per-region boto3 clients with retries, pacing and stats.
+"""The one place that talks to Braket: per-region botocore clients (what boto3.client returns)
+with retries, pacing and stats.
 
 - Endpoint: `endpoint_url` (the emulator) or real AWS through the standard credential chain
   or a named profile.
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 
-import boto3
 import botocore
 import botocore.session
 import ciso8601
@@ -38,6 +38,9 @@ from pipelines.braket.facts import PAGE_SIZE, QUOTAS, REGIONS
 from pipelines.braket.rate_limit import RateLimiter
 
 USER_AGENT = f"braket-warehouse/{version('braket-warehouse')} botocore/{botocore.__version__}"
+
+_sessions: dict[str | None, botocore.session.Session] = {}
+_sessions_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
 
 
 def parse_timestamp(value) -> datetime:
@@ -57,6 +60,34 @@ def fast_search_page(response_dict=None, customized_response_dict=None, **kwargs
     body = orjson.loads(response_dict["body"] or b"{}")
     customized_response_dict["quantumTasks"] = body.pop("quantumTasks", [])
     response_dict["body"] = orjson.dumps(body)
+
+
+def botocore_session(profile_name: str | None = None) -> botocore.session.Session:
+    """The process's botocore session for a profile. A session loads Braket's service model,
+    endpoint rules and retry config once; a new one per BraketApi cost ~65 ms of CPU, most of
+    a region worker's start. Credentials are resolved once per session, as boto3's default
+    session does; a profile's session reads that profile."""
+    with _sessions_lock:
+        session = _sessions.get(profile_name)
+        if session is None:
+            session = _sessions[profile_name] = botocore.session.Session(profile=profile_name)
+            # botocore's default parser runs dateutil on every timestamp: most of a page's cost.
+            session.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=parse_timestamp
+            )
+        return session
+
+
+def load_service_model() -> None:
+    """Load what a Braket client needs (service model, endpoint rules, paginators) into the
+    default session without resolving credentials: region workers fork from a process that
+    did this once."""
+    session = botocore_session()
+    with _sessions_lock:
+        client = session.create_client(
+            "braket", region_name=REGIONS[0], aws_access_key_id="-", aws_secret_access_key="-"
+        )
+    client.get_paginator("search_quantum_tasks")
 
 
 @dataclass
@@ -130,12 +161,7 @@ class BraketApi:
         self.settings = settings
         self.stats = ApiStats()
         self.limiter = RateLimiter(QUOTAS) if settings.pace_at_quota else None
-        session = botocore.session.get_session()
-        # botocore's default parser runs dateutil on every timestamp: most of a page's cost.
-        session.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=parse_timestamp
-        )
-        boto_session = boto3.Session(botocore_session=session, profile_name=settings.profile_name)
+        session = botocore_session(settings.profile_name)
         config = Config(
             retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
             connect_timeout=settings.connect_timeout,
@@ -146,18 +172,19 @@ class BraketApi:
         extra = {}
         if settings.endpoint_url:
             # The emulator accepts any signature; real credentials are not needed for it.
-            creds = boto_session.get_credentials()
+            creds = session.get_credentials()
             if creds is None:
                 extra = {"aws_access_key_id": "emulator", "aws_secret_access_key": "emulator"}
         self.regions: dict[str, RegionApi] = {}
         for region in settings.regions:
-            client = boto_session.client(
-                "braket",
-                region_name=region,
-                endpoint_url=settings.endpoint_url,
-                config=config,
-                **extra,
-            )
+            with _sessions_lock:
+                client = session.create_client(
+                    "braket",
+                    region_name=region,
+                    endpoint_url=settings.endpoint_url,
+                    config=config,
+                    **extra,
+                )
             self._instrument(client, region)
             self.regions[region] = RegionApi(region, client, self.stats)
 

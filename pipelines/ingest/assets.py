@@ -39,7 +39,13 @@ from pipelines.braket.client import retries_from
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
-from pipelines.ingest.pull import CreatedWindow, Spool, pull_window, refresh_tasks
+from pipelines.ingest.pull import (
+    CreatedWindow,
+    Spool,
+    pull_window,
+    refresh_tasks,
+    start_region_workers,
+)
 from pipelines.warehouse.raw_tasks import ensure_schema, merge_tasks
 from pipelines.warehouse.resource import WarehouseResource
 
@@ -101,6 +107,8 @@ def quantum_tasks(
     warehouse: WarehouseResource,
 ) -> MaterializeResult:
     started = time.monotonic()
+    if config.region_processes:
+        start_region_workers()  # loads in parallel with what comes before the pull
     api = braket.api
     before = api.stats.snapshot()
     today = datetime.now(UTC).date()
@@ -130,7 +138,7 @@ def quantum_tasks(
         complete = pulled.complete + (refreshed.complete if refreshed else [])
         merge_started = time.monotonic()
         with warehouse.write() as con:
-            counts = merge_tasks(con, spool.files, spool.directory, seen_at, complete)
+            counts = merge_tasks(con, spool.files, seen_at, complete)
             merge_seconds = time.monotonic() - merge_started
             status_counts = dict(
                 con.execute(

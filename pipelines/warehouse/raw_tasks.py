@@ -127,7 +127,6 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def merge_tasks(
     con: duckdb.DuckDBPyConnection,
     spool_files: list[Path],
-    work_dir: Path,
     seen_at: datetime,
     complete: list[CompleteScope],
 ) -> MergeCounts:
@@ -138,9 +137,7 @@ def merge_tasks(
     500 MB target (make bench)."""
     ensure_schema(con)
     with _merge_settings(con):
-        naive_seen = seen_at.replace(tzinfo=None)
-        typed = _write_typed_rows(con, spool_files, work_dir / "typed-rows.parquet", naive_seen)
-        return _merge_typed_rows(con, typed, naive_seen, complete)
+        return _merge(con, spool_files, seen_at.replace(tzinfo=None), complete)
 
 
 @contextmanager
@@ -165,12 +162,10 @@ def _merge_settings(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
             con.execute(f"SET {name} = '{value}'")
 
 
-def _merge_typed_rows(con, typed: str, naive_seen: datetime, complete: list[CompleteScope]):
+def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[CompleteScope]):
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE incoming AS SELECT * FROM read_parquet(?)", [typed]
-        )
+        _load_incoming(con, spool_files, naive_seen)
         # A walk should not repeat a task; if an API ever does, keep one row per ARN. The
         # check is cheap; the window that removes repeats is not, so it runs only when needed.
         (repeats,) = con.execute(
@@ -239,10 +234,10 @@ def _merge_typed_rows(con, typed: str, naive_seen: datetime, complete: list[Comp
     return MergeCounts(inserted, updated, unchanged, marked)
 
 
-def _write_typed_rows(con, spool_files: list[Path], target: Path, seen_at: datetime) -> str:
-    """The spooled task lines as typed rows with their data issues, in one Parquet file.
-    COPY streams, so a backfill never sits in memory at once (a temp table built straight
-    from the JSON does not fit the merge's memory limit).
+def _load_incoming(con, spool_files: list[Path], seen_at: datetime) -> None:
+    """The spooled task lines as typed rows with their data issues: temp table `incoming`.
+    Under the merge's memory limit DuckDB spills it to disk, so a backfill never sits in
+    memory at once.
 
     A createdAt that is missing or unparseable is flagged; its row is filed under the day it
     was seen (created_date may not be null). json(): tags as compact JSON text, however the
@@ -263,28 +258,25 @@ def _write_typed_rows(con, spool_files: list[Path], target: Path, seen_at: datet
         f"{'json' if kind == 'JSON' else ''}(task.{name}) AS {column}"
         for name, column, kind in SUMMARY_FIELDS
     )
-    # Small row groups and no compression: a scratch file, read once by the merge.
     con.execute(
         f"""
-        COPY (
-            WITH api AS (SELECT region, {fields} FROM {lines}),
-            typed AS (
-                SELECT * REPLACE (
-                           timezone('UTC', try_cast(created_at AS TIMESTAMPTZ)) AS created_at,
-                           timezone('UTC', try_cast(ended_at AS TIMESTAMPTZ)) AS ended_at),
-                       created_at AS created_at_text, ended_at AS ended_at_text
-                FROM api
-            )
-            SELECT * EXCLUDE (created_at_text, ended_at_text),
-                   split_part(quantum_task_arn, ':', 5) AS account_id,
-                   coalesce(CAST(created_at AS DATE), CAST($seen AS DATE)) AS created_date,
-                   {_DATA_ISSUES} AS data_issues
-            FROM typed
-        ) TO '{str(target).replace("'", "''")}' (FORMAT parquet, ROW_GROUP_SIZE 16384, COMPRESSION uncompressed)
+        CREATE OR REPLACE TEMP TABLE incoming AS
+        WITH api AS (SELECT region, {fields} FROM {lines}),
+        typed AS (
+            SELECT * REPLACE (
+                       timezone('UTC', try_cast(created_at AS TIMESTAMPTZ)) AS created_at,
+                       timezone('UTC', try_cast(ended_at AS TIMESTAMPTZ)) AS ended_at),
+                   created_at AS created_at_text, ended_at AS ended_at_text
+            FROM api
+        )
+        SELECT * EXCLUDE (created_at_text, ended_at_text),
+               split_part(quantum_task_arn, ':', 5) AS account_id,
+               coalesce(CAST(created_at AS DATE), CAST($seen AS DATE)) AS created_date,
+               {_DATA_ISSUES} AS data_issues
+        FROM typed
         """,
         {"seen": seen_at, **params},
     )
-    return str(target)
 
 
 def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
