@@ -34,7 +34,7 @@ def _merge(tmp_path, tasks: list[dict]):
     with spool.open("us-east-1") as write:
         write(tasks)
     with connect(tmp_path / "w.duckdb") as con:
-        counts = merge_tasks(con, spool.files, tmp_path, SEEN, [])
+        counts = merge_tasks(con, spool.files, SEEN, [])
         rows = con.execute(
             "SELECT quantum_task_arn, created_at, created_date, ended_at, tags, data_issues "
             "FROM raw.quantum_tasks ORDER BY 1"
@@ -87,7 +87,7 @@ def test_timestamps_without_offset_are_utc_whatever_the_session_time_zone(tmp_pa
         write([_task("naive", createdAt="2026-03-01T23:30:00", endedAt=None)])
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("SET TimeZone = 'America/New_York'")
-    merge_tasks(con, spool.files, tmp_path, SEEN, [])
+    merge_tasks(con, spool.files, SEEN, [])
     created, day = con.execute("SELECT created_at, created_date FROM raw.quantum_tasks").fetchone()
     assert created == datetime(2026, 3, 1, 23, 30) and str(day) == "2026-03-01"
     # The caller's session is left as it was.
@@ -108,7 +108,7 @@ def test_an_empty_spool_file_changes_nothing(tmp_path):
 
 def test_no_spool_files_changes_nothing(tmp_path):
     with connect(tmp_path / "w.duckdb") as con:
-        counts = merge_tasks(con, [], tmp_path, SEEN, [])
+        counts = merge_tasks(con, [], SEEN, [])
         (n,) = con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone()
     assert counts.astuple() == (0, 0, 0, 0) and n == 0
 
