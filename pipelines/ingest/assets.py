@@ -46,7 +46,7 @@ from pipelines.ingest.pull import (
     refresh_tasks,
     start_region_workers,
 )
-from pipelines.warehouse.raw_tasks import ensure_schema, merge_tasks
+from pipelines.warehouse.raw_tasks import bounded_session, ensure_schema, merge_tasks
 from pipelines.warehouse.resource import WarehouseResource
 
 # BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to backfill in one run.
@@ -137,7 +137,7 @@ def quantum_tasks(
         )
         complete = pulled.complete + (refreshed.complete if refreshed else [])
         merge_started = time.monotonic()
-        with warehouse.write() as con:
+        with warehouse.write() as con, bounded_session(con):
             counts = merge_tasks(con, spool.files, seen_at, complete)
             merge_seconds = time.monotonic() - merge_started
             status_counts = dict(

@@ -84,7 +84,6 @@ class Spool:
 
 @dataclass
 class PullResult:
-    spool: Spool
     complete: list[CompleteScope]
     tasks_by_region: dict[str, int]
 
@@ -155,7 +154,7 @@ def pull_window(
             progress(summary)
             return region, total, complete
 
-        return _run_per_region(api, work, spool)
+        return _run_per_region(api, work)
 
     results = []
     with ProcessPoolExecutor(max_workers=len(regions), mp_context=_worker_context()) as pool:
@@ -181,7 +180,7 @@ def pull_window(
         spool.files.extend(files)
         for key, value in stats.items():
             api.stats.add(key, value)
-    return PullResult(spool, complete, counts)
+    return PullResult(complete, counts)
 
 
 def refresh_tasks(
@@ -215,12 +214,12 @@ def refresh_tasks(
             [CompleteScope(scope.region, None, tuple(missing))],
         )
 
-    return _run_per_region(api, refresh_region, spool)
+    return _run_per_region(api, refresh_region)
 
 
-def _run_per_region(api: BraketApi, work, spool: Spool) -> PullResult:
+def _run_per_region(api: BraketApi, work) -> PullResult:
     scopes = api.scopes()
     with ThreadPoolExecutor(max_workers=len(scopes), thread_name_prefix="braket-region") as pool:
         results = list(pool.map(work, scopes))  # re-raises the first region's failure
     complete = [scope for _, _, scopes_done in results for scope in scopes_done]
-    return PullResult(spool, complete, {region: count for region, count, _ in results})
+    return PullResult(complete, {region: count for region, count, _ in results})
