@@ -107,9 +107,9 @@ def quantum_tasks(
     warehouse: WarehouseResource,
 ) -> MaterializeResult:
     started = time.monotonic()
-    if config.region_processes:
-        start_region_workers()  # loads in parallel with what comes before the pull
     api = braket.api
+    if config.region_processes and len(api.regions) > 1:
+        start_region_workers()  # loads in parallel with what comes before the pull
     before = api.stats.snapshot()
     today = datetime.now(UTC).date()
     days = days_in(context)
