@@ -139,3 +139,15 @@ def test_ingest_checks_pass_on_a_clean_merge_and_fail_on_bad_rows(tmp_path):
     }
     assert results["arn_unique"].metadata["failing_rows"].value == 1
     assert results["shots_not_negative"].metadata["failing_rows"].value == 2  # c twice
+
+
+def test_an_ingest_check_that_cannot_run_fails_with_its_error(tmp_path):
+    """The merge has committed by the time the checks run: a query error is a failed check
+    with the error in its metadata, not an exception that fails the step."""
+    _merge(tmp_path, [_task("a")])
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("ALTER TABLE raw.quantum_tasks DROP COLUMN shots")
+    results = _checks_on(tmp_path)
+    broken = results["shots_not_negative"]
+    assert not broken.passed and "shots" in broken.metadata["error"].value
+    assert results["arn_unique"].passed and results["status_known"].passed
