@@ -296,25 +296,29 @@ def _single_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
     """Flag rows of completely pulled (region, day) windows, and refreshed ARNs the API no
-    longer knows, that were not in this pull. One statement each: windows can be hundreds."""
-    days = [(s.region, s.created_date) for s in complete if s.created_date is not None]
+    longer knows, that were not in this pull."""
+    windows = [s for s in complete if s.created_date is not None]
     arns = [arn for s in complete for arn in s.missing_arns]
-    con.execute("CREATE OR REPLACE TEMP TABLE complete_days (region VARCHAR, created_date DATE)")
-    if days:
-        con.executemany("INSERT INTO complete_days VALUES (?, ?)", days)
+    # One statement from two lists: executemany took 0.1 s for a 32-day backfill's 160 rows.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE complete_days AS
+        SELECT unnest(?::VARCHAR[]) AS region, unnest(?::DATE[]) AS created_date
+        """,
+        [[s.region for s in windows], [s.created_date for s in windows]],
+    )
+    # The merge has set last_seen_at to this pull's instant on every row the pull returned,
+    # so "not in this pull" is a filter, not an anti join against every pulled ARN.
     (marked,) = con.execute(
         """
-        WITH gone AS (
-            SELECT t.quantum_task_arn
-            FROM raw.quantum_tasks t JOIN complete_days c USING (region, created_date)
-            WHERE NOT t.is_missing_from_api
-              AND NOT EXISTS (SELECT 1 FROM incoming i WHERE i.quantum_task_arn = t.quantum_task_arn)
-            UNION
-            SELECT unnest(?::VARCHAR[])
-        )
-        UPDATE raw.quantum_tasks SET is_missing_from_api = true, updated_at = ?
-        WHERE quantum_task_arn IN (SELECT quantum_task_arn FROM gone) AND NOT is_missing_from_api
+        UPDATE raw.quantum_tasks AS t SET is_missing_from_api = true, updated_at = $seen
+        WHERE NOT t.is_missing_from_api
+          AND (
+              (t.last_seen_at <> $seen AND EXISTS (
+                  SELECT 1 FROM complete_days c
+                  WHERE c.region = t.region AND c.created_date = t.created_date))
+              OR t.quantum_task_arn IN (SELECT unnest($arns::VARCHAR[])))
         """,
-        [arns, seen_at],
+        {"seen": seen_at, "arns": arns},
     ).fetchone()
     return marked
