@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import duckdb
+import pytest
 
 from pipelines.ingest.pull import Spool
 from pipelines.warehouse.connection import connect
@@ -117,7 +118,7 @@ def _checks_on(tmp_path):
     from pipelines.ingest.checks import evaluate_ingest_checks
 
     with connect(tmp_path / "w.duckdb") as con:
-        return {result.check_name: result for result in evaluate_ingest_checks(con)}
+        return {result.check_name: result for result in evaluate_ingest_checks(con, SEEN)}
 
 
 def test_ingest_checks_pass_on_a_clean_merge_and_fail_on_bad_rows(tmp_path):
@@ -151,3 +152,35 @@ def test_an_ingest_check_that_cannot_run_fails_with_its_error(tmp_path):
     broken = results["shots_not_negative"]
     assert not broken.passed and "shots" in broken.metadata["error"].value
     assert results["arn_unique"].passed and results["status_known"].passed
+
+
+def test_a_malformed_spool_line_fails_the_merge_with_its_own_error_and_changes_nothing(tmp_path):
+    _merge(tmp_path, [_task("kept")])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"region": "us-east-1", "task": {"quantumTaskArn": "x"\n')
+    with connect(tmp_path / "w.duckdb") as con:
+        threads = con.execute("SELECT current_setting('threads')").fetchone()
+        with pytest.raises(duckdb.InvalidInputException, match="(?i)json"):
+            merge_tasks(con, [bad], SEEN, [])
+        rows = con.execute("SELECT quantum_task_arn FROM raw.quantum_tasks").fetchall()
+        assert con.execute("SELECT current_setting('threads')").fetchone() == threads
+    assert [r[0].rsplit("/", 1)[1] for r in rows] == ["kept"]
+
+
+def test_a_merge_marks_missing_only_what_no_later_pull_has_seen(tmp_path):
+    """Rows of a completely pulled day that this pull did not return are flagged, unless a
+    later pull saw them (a run that merges late must not undo a newer one's view)."""
+    from datetime import timedelta
+
+    from pipelines.warehouse.raw_tasks import CompleteScope
+
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("a")])
+    day = [CompleteScope("us-east-1", "2026-03-01")]
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, spool.files, SEEN + timedelta(hours=1), day)
+        assert merge_tasks(con, [], SEEN, day).marked_missing == 0  # an older pull
+        assert merge_tasks(con, [], SEEN + timedelta(hours=2), day).marked_missing == 1
+        (missing,) = con.execute("SELECT is_missing_from_api FROM raw.quantum_tasks").fetchone()
+    assert missing

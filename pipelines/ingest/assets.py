@@ -137,17 +137,18 @@ def quantum_tasks(
         )
         complete = pulled.complete + (refreshed.complete if refreshed else [])
         merge_started = time.monotonic()
-        with warehouse.write() as con, bounded_session(con):
+        with warehouse.write() as con:
             counts = merge_tasks(con, spool.files, seen_at, complete)
             merge_seconds = time.monotonic() - merge_started
-            status_counts = dict(
-                con.execute(
-                    "SELECT coalesce(status, '(none)'), count(*) FROM raw.quantum_tasks "
-                    "WHERE created_date BETWEEN ? AND ? GROUP BY ALL ORDER BY 1",
-                    [days[0], days[-1]],
-                ).fetchall()
-            )
-            check_results = evaluate_ingest_checks(con)
+            with bounded_session(con):
+                status_counts = dict(
+                    con.execute(
+                        "SELECT coalesce(status, '(none)'), count(*) FROM raw.quantum_tasks "
+                        "WHERE created_date BETWEEN ? AND ? GROUP BY ALL ORDER BY 1",
+                        [days[0], days[-1]],
+                    ).fetchall()
+                )
+                check_results = evaluate_ingest_checks(con, seen_at)
 
     stats = {k: v - before.get(k, 0) for k, v in api.stats.snapshot().items()}
     return MaterializeResult(

@@ -7,6 +7,8 @@ They run on the merge's connection under its memory limit, so each is a streamin
 one aggregate; examples of failing rows are fetched only when there are any.
 """
 
+from datetime import UTC, datetime
+
 import duckdb
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
@@ -24,13 +26,13 @@ _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 _CHECKS = {
     CHECK_ARN_UNIQUE: (
         AssetCheckSeverity.ERROR,
-        "Exactly one row per quantum_task_arn, for every ARN the latest merge wrote. A merge "
-        "sets last_seen_at on every row of each ARN it writes, so those are the rows with the "
-        "latest last_seen_at, and rows change only through merges, each followed by this "
-        "check. A GROUP BY of the whole table took 3.4 s at 10M tasks, on every hourly sync.",
+        "Exactly one row per quantum_task_arn, for every ARN this merge (or a later one) "
+        "pulled. A merge sets last_seen_at to its pull's instant on every row of each ARN the "
+        "pull returned, and new rows come only from merges, each followed by this check. A "
+        "GROUP BY of the whole table took 3.4 s at 10M tasks, on every hourly sync.",
         """
         SELECT quantum_task_arn, count(*) AS n FROM raw.quantum_tasks
-        WHERE last_seen_at = (SELECT max(last_seen_at) FROM raw.quantum_tasks)
+        WHERE last_seen_at >= $seen
         GROUP BY 1 HAVING n > 1
         """,
     ),
@@ -64,14 +66,18 @@ INGEST_CHECK_SPECS = [
 ]
 
 
-def _evaluate(con, name: str) -> AssetCheckResult:
+def _evaluate(con, name: str, seen: datetime) -> AssetCheckResult:
     severity, _, sql = _CHECKS[name]
+    params = {"seen": seen} if "$seen" in sql else {}
     try:
-        (failing,) = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
-        examples = con.execute(f"SELECT * FROM ({sql}) LIMIT 5").fetchall() if failing else []
+        (failing,) = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
+        examples = (
+            con.execute(f"SELECT * FROM ({sql}) LIMIT 5", params).fetchall() if failing else []
+        )
     except duckdb.Error as exc:
-        # The merge has committed: a check that cannot run is a failed check (blocking ones
-        # still stop what depends on the table), not a failed step that hides the new rows.
+        # The merge has committed: a check that cannot run is a failed check with its error,
+        # and the materialization is still recorded (a blocking check then fails the step,
+        # after it, as it does when it finds a repeated ARN).
         return AssetCheckResult(
             asset_key=ASSET,
             check_name=name,
@@ -88,6 +94,8 @@ def _evaluate(con, name: str) -> AssetCheckResult:
     )
 
 
-def evaluate_ingest_checks(con) -> list[AssetCheckResult]:
-    """Every ingest check on `con` (a connection to the warehouse), in declaration order."""
-    return [_evaluate(con, name) for name in _CHECKS]
+def evaluate_ingest_checks(con, seen_at: datetime) -> list[AssetCheckResult]:
+    """Every ingest check on `con` (a connection to the warehouse) after a merge of a pull
+    made at `seen_at`, in declaration order."""
+    seen = seen_at.astimezone(UTC).replace(tzinfo=None)  # stored timestamps are naive UTC
+    return [_evaluate(con, name, seen) for name in _CHECKS]

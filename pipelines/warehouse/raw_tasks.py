@@ -110,7 +110,8 @@ class MergeCounts:
 @dataclass(frozen=True)
 class CompleteScope:
     """A window that was pulled completely: warehouse rows in it the API did not return are
-    missing from the API. `created_date` None means "only the ARNs in `arns`" (refresh)."""
+    missing from the API. `created_date` None means "only the ARNs in `missing_arns`"
+    (refresh)."""
 
     region: str
     created_date: str | None = None
@@ -141,8 +142,9 @@ def merge_tasks(
 def bounded_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """The merge's session settings, restored afterwards: a memory limit that spills instead
     of growing, no insertion order (it makes DuckDB buffer more), and UTC, which is how a
-    timestamp without an offset is read. Also for the queries that follow a merge on the
-    same connection: its buffer pool still holds the merged rows, and without the limit the
+    timestamp without an offset is read. DuckDB keeps them per database instance, which is
+    per `connect()` of the file here. Also for the queries that follow a merge on the same
+    connection: its buffer pool still holds the merged rows, and without the limit the
     ingest checks after a 1M-task merge took the process from 280 to 540 MB."""
     settings = {
         "memory_limit": f"'{MERGE_MEMORY_LIMIT}'",
@@ -162,9 +164,11 @@ def bounded_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[CompleteScope]):
+    # Before the transaction: it writes only a temp table, and a failed load then reports
+    # its own error (inside, restoring the thread count would meet an aborted transaction).
+    _load_incoming(con, spool_files, naive_seen)
     con.execute("BEGIN TRANSACTION")
     try:
-        _load_incoming(con, spool_files, naive_seen)
         # A walk should not repeat a task; if an API ever does, keep one row per ARN. The
         # check is cheap; the window that removes repeats is not, so it runs only when needed.
         (repeats,) = con.execute(
@@ -308,13 +312,14 @@ def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
         [[s.region for s in windows], [s.created_date for s in windows]],
     )
     # The merge has set last_seen_at to this pull's instant on every row the pull returned,
-    # so "not in this pull" is a filter, not an anti join against every pulled ARN.
+    # so "not in this pull" is a filter, not an anti join against every pulled ARN; rows a
+    # later pull saw (a run that merges late) are left alone.
     (marked,) = con.execute(
         """
         UPDATE raw.quantum_tasks AS t SET is_missing_from_api = true, updated_at = $seen
         WHERE NOT t.is_missing_from_api
           AND (
-              (t.last_seen_at <> $seen AND EXISTS (
+              (t.last_seen_at < $seen AND EXISTS (
                   SELECT 1 FROM complete_days c
                   WHERE c.region = t.region AND c.created_date = t.created_date))
               OR t.quantum_task_arn IN (SELECT unnest($arns::VARCHAR[])))
