@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -339,13 +341,45 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
             break
     time.sleep(1.0)
     assert proc.poll() is None, "".join(seen[-20:])
+    helpers = _descendants(proc.pid)  # the forkserver and its region workers
+    assert len(helpers) >= 2, helpers
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "".join(seen[-20:])
     assert pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn") == snapshot
+    # Orphaned workers notice and exit, and with them the forkserver.
+    deadline = time.monotonic() + 10
+    while (alive := [pid for pid in helpers if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, f"left running after the sync was killed: {alive}"
 
     pipeline.sync(first, last)
     assert_matches_truth(pipeline, slow)
+
+
+def _descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_sync_waits_for_another_writer(emulator, tmp_path):

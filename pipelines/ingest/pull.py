@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -40,10 +42,10 @@ class CreatedWindow:
         return [self.first + timedelta(days=i) for i in range((self.last - self.first).days + 1)]
 
     def filters(self) -> list[dict]:
-        start = datetime.combine(self.first, time.min, tzinfo=UTC)
+        start = datetime.combine(self.first, datetime.min.time(), tzinfo=UTC)
         if self.open_ended:
             return [{"name": "createdAt", "operator": "GTE", "values": [_iso(start)]}]
-        end = datetime.combine(self.last, time.min, tzinfo=UTC) + timedelta(days=1)
+        end = datetime.combine(self.last, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
         end -= timedelta(milliseconds=1)
         return [{"name": "createdAt", "operator": "BETWEEN", "values": [_iso(start), _iso(end)]}]
 
@@ -113,6 +115,35 @@ def _pull_region_process(settings: ClientSettings, region: str, window, director
     return region, total, complete, summary, spool.files, api.stats.snapshot()
 
 
+def _exit_when_orphaned(parent_pid: int, every: float = 0.5) -> None:
+    """Pool initializer: end this worker when the process that runs the pull is gone.
+
+    A region worker is a child of the forkserver, not of that process, and it holds the write
+    end of its own task queue, so a killed sync (SIGKILL, the OOM killer, a cron timeout)
+    would leave its workers, and through them the forkserver, waiting forever."""
+
+    def watch() -> None:
+        while not _gone(parent_pid):
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # killed but not yet reaped by its own parent: a zombie
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return False
+
+
 def _worker_context():
     """A forkserver that has loaded the pull code and Braket's service model once
     (worker_preload): each region worker is then a cheap fork of it instead of a fresh
@@ -157,7 +188,12 @@ def pull_window(
         return _run_per_region(api, work)
 
     results = []
-    with ProcessPoolExecutor(max_workers=len(regions), mp_context=_worker_context()) as pool:
+    with ProcessPoolExecutor(
+        max_workers=len(regions),
+        mp_context=_worker_context(),
+        initializer=_exit_when_orphaned,
+        initargs=(os.getpid(),),
+    ) as pool:
         pending = {
             pool.submit(_pull_region_process, api.settings, region, window, spool.directory)
             for region in regions
