@@ -32,6 +32,7 @@ import boto3
 import duckdb
 
 from bench.emulator_process import BIN, served_emulator
+from bench.process_tree import descendants, vm_hwm_mb
 from pipelines.braket.facts import PAGE_SIZE, QUOTAS, REGIONS
 
 
@@ -148,35 +149,13 @@ class TreePeakRss(threading.Thread):
 
     def run(self) -> None:
         while not self._done.wait(0.05):
-            self.root_peak_mb = max(self.root_peak_mb, _vm_hwm_mb(self.root))
-            parents = {}
-            for entry in Path("/proc").iterdir():
-                if entry.name.isdigit():
-                    try:
-                        stat = (entry / "stat").read_text()
-                        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-                    except (OSError, ValueError, IndexError):
-                        continue
-            for pid in parents:
-                ancestor = parents.get(pid)
-                while ancestor not in (None, self.root, 0, 1):
-                    ancestor = parents.get(ancestor)
-                if ancestor == self.root:
-                    self.peak_mb = max(self.peak_mb, _vm_hwm_mb(pid))
+            self.root_peak_mb = max(self.root_peak_mb, vm_hwm_mb(self.root))
+            for pid in descendants(self.root):
+                self.peak_mb = max(self.peak_mb, vm_hwm_mb(pid))
 
     def stop(self) -> None:
         self._done.set()
         self.join()
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def throughput(tmp: Path, tasks: int, rounds: int) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from bench.process_tree import descendants
 from tests.pipeline_harness import history_days, make_pipeline
 
 WAREHOUSE_COLUMNS = (
@@ -341,7 +342,7 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
             break
     time.sleep(1.0)
     assert proc.poll() is None, "".join(seen[-20:])
-    helpers = _descendants(proc.pid)  # the forkserver and its region workers
+    helpers = descendants(proc.pid)  # the forkserver and its region workers
     assert len(helpers) >= 2, helpers
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -355,23 +356,6 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
 
     pipeline.sync(first, last)
     assert_matches_truth(pipeline, slow)
-
-
-def _descendants(root: int) -> list[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
 
 
 def _running(pid: int) -> bool:

@@ -1,0 +1,35 @@
+"""Processes below a given one, read from /proc (Linux): the benchmarks' memory figure and
+the kill test both need a sync's forkserver and region workers, which are not its direct
+children."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process whose chain of parents reaches `root`."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier}
+        found += frontier
+    return found
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
