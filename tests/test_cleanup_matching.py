@@ -103,7 +103,8 @@ def test_every_match_filter():
     assert decide(policy(match={"min_shots": 50, "max_shots": 100}), tasks)[SELECTED] == [
         1, 2, 3, 4, 5, 7, 8, 9, 10
     ]  # fmt: skip
-    assert decide(policy(match={"bucket": "*", "statuses": ["CREATED"]}), tasks)[SELECTED] == [7]
+    created_only = {"bucket": "amazon-braket-*", "statuses": ["CREATED"]}
+    assert decide(policy(match=created_only), tasks)[SELECTED] == [7]
     assert decide(policy(match={"tags": {"team": "*"}}), tasks)[SELECTED] == [8]
     after = (NOW - timedelta(hours=1)).isoformat()
     assert decide(policy(match={"created_after": after}), tasks)[SELECTED] == [5]

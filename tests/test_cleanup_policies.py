@@ -192,12 +192,49 @@ def test_every_problem_of_every_policy_is_reported_and_the_file_refused(tmp_path
 
 def test_values_yaml_reads_as_other_types():
     text = GOOD.replace(
-        "{bucket: amazon-braket-qml}",
-        "{bucket: amazon-braket-qml, tags: {keep: true, n: 1}, created_after: 2026-01-02}",
+        "{bucket: amazon-braket-qml}", "{bucket: amazon-braket-qml, created_after: 2026-01-02}"
     )
     (policy,) = check_text(text).policies
-    assert policy.match.tags == {"keep": "true", "n": "1"}
     assert policy.match.created_after == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "on", "1.10", "017"])
+def test_an_unquoted_tag_value_yaml_reads_as_another_type_is_an_error(value):
+    """`keep: yes` would otherwise become 'true' and stop protecting tasks tagged keep=yes."""
+    text = GOOD + f"    exempt:\n      tags: {{keep: {value}}}\n"
+    (message,) = problems(text)
+    assert message.startswith("p.yaml:7: policy 'ok-policy': field exempt.tags: tag 'keep'")
+    assert "quote it" in message
+    (policy,) = check_text(text.replace(f"keep: {value}", f'keep: "{value}"')).policies
+    assert policy.exempt.tags == {"keep": value}
+
+
+@pytest.mark.parametrize(
+    ("match", "field", "says"),
+    [
+        ("{regions: []}", "match.regions", "at least 1 item"),
+        ("{devices: []}", "match.devices", "at least 1 item"),
+        ("{tags: {}}", "match.tags", "at least 1 item"),
+        ("{bucket: '*'}", "match", "a bare '*' narrows nothing"),
+        ("{bucket: 's3://amazon-braket-qml'}", "match.bucket", "is not a bucket name"),
+        ("{prefix: Sandbox/}", "match.prefix", "has a '/'"),
+        ("{key_prefix: Sandbox/team-a/}", "match.key_prefix", "like 'Sandbox/team-a'"),
+    ],
+)
+def test_a_match_that_narrows_nothing_or_cannot_match_is_an_error(match, field, says):
+    """Empty lists once read as "every region" or "any tags" and selected everything."""
+    (message,) = problems(GOOD.replace("{bucket: amazon-braket-qml}", match))
+    assert f"field {field}: " in message and says in message
+
+
+def test_a_range_error_names_the_later_field_and_its_line():
+    text = GOOD.replace(
+        "    match: {bucket: amazon-braket-qml}\n",
+        "    match:\n      bucket: b\n      min_shots: 10\n      max_shots: 5\n",
+    )
+    assert problems(text) == [
+        "p.yaml:7: policy 'ok-policy': field match.max_shots: min_shots 10 is above max_shots 5"
+    ]
 
 
 def test_the_docs_reference_is_generated_from_the_schema():

@@ -5,8 +5,9 @@ import json
 import threading
 
 import pytest
-from dagster import SensorResult
+from dagster import DagsterInvalidConfigError, SensorResult
 
+from pipelines.braket.client import RegionApi
 from pipelines.cleanup import audit
 from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.cleanup.job import client_token, run_config_for
@@ -286,6 +287,48 @@ def test_a_task_that_started_running_is_skipped(cleanup):
     assert rows[starts]["detail"] == "live status RUNNING"
     assert rows[stays]["outcome"] == audit.CANCELLED
     assert c.cancel_calls() == 1
+
+
+def test_a_task_that_starts_running_between_the_re_read_and_the_cancel(cleanup, monkeypatch):
+    """CancelQuantumTask answers ConflictException; the audit says the task is RUNNING, not
+    that it ended."""
+    c = cleanup
+    (starts,) = c.insert(c.task(startsAfterSeconds=30, runSeconds=3600))
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    reread = RegionApi.get_task
+    calls = []
+
+    def reread_then_start(self, arn):
+        answer = reread(self, arn)
+        if not calls:
+            c.em.advance(60)  # the task starts right after the job's re-read
+        calls.append(arn)
+        return answer
+
+    monkeypatch.setattr(RegionApi, "get_task", reread_then_start)
+    run = c.run(request.run_config)
+    assert run.success
+    assert c.truth()[starts]["status"] == "RUNNING"
+    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] != "matched"]
+    assert (row["outcome"], row["detail"]) == (
+        audit.SKIPPED_NOT_CANCELLABLE,
+        "ConflictException: live status RUNNING",
+    )
+    assert c.cancel_calls() == 1 and len(calls) == 2
+
+
+def test_a_mode_other_than_dry_run_or_enforce_is_refused(cleanup):
+    """A typo edited into the run config (Launchpad) must not fall through to enforce."""
+    c = cleanup
+    (task,) = c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE.replace("mode: enforce", "mode: dry-run"))
+    (request,) = c.tick().run_requests
+    config = request.run_config
+    config["ops"]["cancel_selected_tasks"]["config"]["policies"][0]["mode"] = "dry_run"
+    with pytest.raises(DagsterInvalidConfigError, match="mode"):
+        c.run(config)
+    assert c.truth()[task]["status"] == "QUEUED" and c.cancel_calls() == 0
 
 
 def test_a_rerun_never_cancels_twice(cleanup):

@@ -7,6 +7,7 @@ REGIONS = ("us-east-1", "us-west-1", "us-west-2", "eu-west-2", "eu-north-1")
 STATUSES = ("CREATED", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLING", "CANCELLED")
 OPEN_STATUSES = ("CREATED", "QUEUED", "RUNNING", "CANCELLING")  # may still change
 CANCELLABLE_STATUSES = ("CREATED", "QUEUED")
+ENDED_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")  # final
 
 # Default quotas per account and region: operation -> (requests per second, burst).
 QUOTAS = {

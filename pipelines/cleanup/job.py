@@ -19,11 +19,12 @@ import hashlib
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from typing import Literal
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
-from pipelines.braket.facts import CANCELLABLE_STATUSES
+from pipelines.braket.facts import CANCELLABLE_STATUSES, ENDED_STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup import audit, notify
 from pipelines.cleanup.matching import CONDITION_NOT_MET, EXEMPT, SELECTED, PolicyPlan
@@ -58,7 +59,7 @@ class TaskRef(Config):
 
 class PolicyRun(Config):
     policy: str
-    mode: str = Field(description="enforce or dry-run")
+    mode: Literal["dry-run", "enforce"] = Field(description="enforce or dry-run")
     scope: int = Field(description="tasks in the policy's scope, for max_percent")
     max_cancellations: int
     max_percent: float
@@ -261,7 +262,18 @@ def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001
         return audit.ERROR, f"CancelQuantumTask failed: {type(exc).__name__}: {exc}"
     if answer == "ENDED":
-        return audit.SKIPPED_ALREADY_ENDED, "ConflictException: the task ended meanwhile"
+        # ConflictException: the task left QUEUED between the re-read and the cancel. Say
+        # where it went: it may have started RUNNING rather than ended.
+        try:
+            now = scope.get_task(task.quantum_task_arn)
+        except Exception:  # noqa: BLE001 - the cancel's answer is still worth recording
+            now = None
+        status_now = now.get("status") if now else None
+        if status_now in ENDED_STATUSES or status_now is None:
+            return audit.SKIPPED_ALREADY_ENDED, (
+                f"ConflictException: the task ended meanwhile (live status {status_now or 'unknown'})"
+            )
+        return audit.SKIPPED_NOT_CANCELLABLE, f"ConflictException: live status {status_now}"
     return audit.CANCELLED, f"{answer} (was {status})"
 
 

@@ -27,6 +27,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -74,18 +76,16 @@ def _cancellable(value: str) -> str:
 
 
 def _tag_values(value: Any) -> Any:
-    """YAML reads `keep: true` as a boolean; tags are strings, so take it as 'true'."""
+    """Tags are text. YAML reads unquoted `yes`, `on`, `true`, `1.10` or `017` as booleans or
+    numbers, and turning those back into text cannot restore what was written (`yes` would
+    become 'true', `1.10` '1.1'): such a value is an error that says to quote it."""
     if isinstance(value, dict):
-        return {
-            k: (
-                str(v).lower()
-                if isinstance(v, bool)
-                else str(v)
-                if isinstance(v, int | float)
-                else v
-            )
-            for k, v in value.items()
-        }
+        for key, tag in value.items():
+            if not isinstance(tag, str):
+                raise ValueError(
+                    f"tag {key!r}: the value must be text; YAML read {tag!r} as a "
+                    f'{type(tag).__name__}, so quote it as it should match, e.g. {key}: "yes"'
+                )
     return value
 
 
@@ -98,6 +98,33 @@ def _utc(value: Any) -> Any:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _bucket(value: str) -> str:
+    if "/" in value:
+        raise ValueError(
+            f"{value!r} is not a bucket name: write the name alone (no s3://, no '/'); "
+            "match the directory with prefix or key_prefix"
+        )
+    return value
+
+
+def _segment(value: str) -> str:
+    if "/" in value:
+        raise ValueError(
+            f"{value!r} has a '/': prefix is the first segment of the output directory "
+            "(Sandbox for Sandbox/<task id>); match deeper paths with key_prefix"
+        )
+    return value
+
+
+def _key_prefix(value: str) -> str:
+    if value.endswith("/") or value.startswith("/"):
+        raise ValueError(
+            f"{value!r} starts or ends with '/': key_prefix is the output directory without "
+            f"its task id, like {value.strip('/')!r}"
+        )
+    return value
 
 
 def _device_pattern(value: str) -> str:
@@ -129,12 +156,14 @@ class Match(_Strict):
 
     regions: list[Region] | None = Field(
         default=None,
+        min_length=1,
         description="Regions to search; default every region the client is configured for "
         "(BRAKET_REGIONS). Also the policy's scope for `limits.max_percent`.",
         examples=[["us-west-1"]],
     )
     devices: list[DevicePattern] | None = Field(
         default=None,
+        min_length=1,
         description="Device ARN globs (fnmatch: `*`, `?`, `[...]`); a task matches when its "
         "device matches any of them.",
         examples=[["arn:aws:braket:*::device/qpu/*"]],
@@ -145,18 +174,18 @@ class Match(_Strict):
         description="Live statuses to act on. Only the cancellable CREATED and QUEUED are allowed.",
         examples=[["QUEUED"]],
     )
-    bucket: str | None = Field(
+    bucket: Annotated[str, AfterValidator(_bucket)] | None = Field(
         default=None,
-        description="Glob on the task's output S3 bucket (`outputS3Bucket`).",
+        description="Glob on the task's output S3 bucket (`outputS3Bucket`): the name only.",
         examples=["amazon-braket-masumoto"],
     )
-    prefix: str | None = Field(
+    prefix: Annotated[str, AfterValidator(_segment)] | None = Field(
         default=None,
         description="Glob on the first path segment of the task's output directory: "
         "`Sandbox` for `Sandbox/<task id>`, `jobs` for `jobs/sweep/tasks/<task id>`.",
         examples=["Sandbox"],
     )
-    key_prefix: str | None = Field(
+    key_prefix: Annotated[str, AfterValidator(_key_prefix)] | None = Field(
         default=None,
         description="Glob on the output directory without its last segment (the task id): "
         "`jobs/sweep/tasks` for `jobs/sweep/tasks/<task id>`.",
@@ -164,8 +193,10 @@ class Match(_Strict):
     )
     tags: Tags | None = Field(
         default=None,
+        min_length=1,
         description="Tags the task must all carry; values are globs (`*`: any value). "
-        "Quote values: YAML reads true, 1 as non-strings (they are converted).",
+        "Values are text: quote `yes`, `true`, `1.10` and the like, which YAML reads as "
+        "booleans or numbers.",
         examples=[{"team": "sandbox"}],
     )
     min_age: Duration | None = Field(
@@ -191,22 +222,36 @@ class Match(_Strict):
         examples=["2026-02-01T00:00:00Z"],
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Match:
-        if self.min_shots is not None and self.max_shots is not None:
-            if self.min_shots > self.max_shots:
-                raise ValueError(f"min_shots {self.min_shots} is above max_shots {self.max_shots}")
-        if self.created_after and self.created_before and self.created_after >= self.created_before:
+    # Field validators (not the model's), so an error names the field and its line.
+    @field_validator("max_shots")
+    @classmethod
+    def _shots_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_shots")
+        if value is not None and low is not None and low > value:
+            raise ValueError(f"min_shots {low} is above max_shots {value}")
+        return value
+
+    @field_validator("created_before")
+    @classmethod
+    def _created_range(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        after = info.data.get("created_after")
+        if value is not None and after is not None and after >= value:
             raise ValueError("created_after must be before created_before")
+        return value
+
+    @model_validator(mode="after")
+    def _narrows(self) -> Match:
         narrowing = [
             name
             for name in type(self).model_fields
-            if name != "statuses" and getattr(self, name) is not None
+            if name != "statuses" and getattr(self, name) not in (None, "*")
         ]
         if not narrowing:
             raise ValueError(
                 "match selects every cancellable task of the account; narrow it with at least "
-                "one of " + ", ".join(n for n in type(self).model_fields if n != "statuses")
+                "one of "
+                + ", ".join(n for n in type(self).model_fields if n != "statuses")
+                + " (a bare '*' narrows nothing)"
             )
         return self
 

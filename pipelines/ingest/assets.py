@@ -36,6 +36,7 @@ from dagster import (
 from pydantic import Field
 
 from pipelines.braket.client import retries_from
+from pipelines.braket.facts import ENDED_STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
@@ -53,7 +54,6 @@ from pipelines.warehouse.resource import WarehouseResource
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
 
 WAREHOUSE_POOL = "warehouse_writer"
-ENDED_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class QuantumTasksConfig(Config):
