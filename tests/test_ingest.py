@@ -223,7 +223,7 @@ def test_failed_run_leaves_warehouse_as_it_was_and_rerun_completes(emulator_fact
 
 def test_odd_data_is_stored_and_flagged(emulator, pipeline):
     emulator.insert(
-        {"region": "us-west-1", "status": "PAUSED", "createdAt": "2020-01-01T00:00:00Z"},
+        {"region": "us-west-1", "status": "PAUSED"},
         {"region": "us-west-1", "status": "COMPLETED", "outputS3Directory": "", "shots": 0},
         {
             "region": "us-east-1",
@@ -236,7 +236,8 @@ def test_odd_data_is_stored_and_flagged(emulator, pipeline):
     )
     first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
     pipeline.sync(first, last)
-    pipeline.sync()  # today's open-ended window reaches the far-future task
+    result = pipeline.sync()  # today's open-ended window reaches the far-future task
+    assert result.success
     issues = dict(
         pipeline.rows(
             "SELECT status || '/' || coalesce(output_s3_directory, '') || '/' || shots, data_issues "
@@ -245,6 +246,7 @@ def test_odd_data_is_stored_and_flagged(emulator, pipeline):
     )
     flags = {flag for row in issues.values() for flag in row}
     assert {
+        "unknown_status",
         "empty_output_directory",
         "zero_shots",
         "output_directory_without_prefix",
@@ -253,13 +255,86 @@ def test_odd_data_is_stored_and_flagged(emulator, pipeline):
         "negative_shots",
         "missing_ended_at",
     } <= flags
-    # The 2020 task is before the synced days and never pulled; everything else is stored.
-    truth = {
-        t["quantumTaskArn"]
-        for t in emulator.ground_truth()
-        if not t["createdAt"].startswith("2020")
+    assert truth_by_arn(emulator).keys() == warehouse_by_arn(pipeline).keys()
+    # The warning checks see them; warnings do not fail the run.
+    checks = {
+        e.event_specific_data.check_name: e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.asset_key.to_user_string() == "quantum_tasks"
     }
-    assert truth == set(warehouse_by_arn(pipeline))
+    assert checks == {
+        "arn_unique": True,
+        "required_fields_present": True,
+        "shots_not_negative": False,
+        "status_known": False,
+    }
+
+
+def test_an_open_task_flagged_missing_is_still_refreshed_until_it_ends(emulator_factory, tmp_path):
+    """The search stopped returning a queued task (here: a shorter search retention) while
+    GetQuantumTask still answers: it must still be refreshed, and the answer clears the flag."""
+    from datetime import UTC, datetime, timedelta
+
+    full = emulator_factory()
+    pipeline = make_pipeline(full.url, tmp_path / "w.duckdb")
+    end = datetime.fromtimestamp(full.emulator.clock.now_ms() / 1000, UTC)
+    spec = {
+        "region": "us-east-1",
+        "status": "QUEUED",
+        "createdAt": (end - timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "startsAfterSeconds": 2 * 86400,
+        "runSeconds": 60,
+    }
+    (task,) = full.insert(spec)
+    arn = task["quantumTaskArn"]
+    backfill(pipeline, full)
+    forgetful = emulator_factory(retention_days=3)  # the same history, searchable 3 days
+    forgetful.insert({**spec, "quantumTaskArn": arn})
+    backfill(make_pipeline(forgetful.url, pipeline.db_path), forgetful)
+    row = "SELECT status, is_missing_from_api FROM raw.quantum_tasks WHERE quantum_task_arn = ?"
+    assert pipeline.rows(row, [arn]) == [("QUEUED", True)]
+
+    full.advance(10 * 86400)
+    meta = materialization(pipeline.sync())
+    assert truth_by_arn(full)[arn]["status"] == "COMPLETED"
+    assert pipeline.rows(row, [arn]) == [("COMPLETED", False)]
+    (stale,) = pipeline.rows(
+        "SELECT count(*) FROM raw.quantum_tasks "
+        "WHERE status IN ('CREATED', 'QUEUED', 'RUNNING', 'CANCELLING')"
+    )[0]
+    truth_open = sum(
+        t["status"] in ("CREATED", "QUEUED", "RUNNING", "CANCELLING") for t in full.ground_truth()
+    )
+    assert stale == truth_open and meta["open_tasks_refreshed"] > 0
+
+
+def test_an_odd_timestamp_in_a_get_quantum_task_answer_is_stored_and_flagged(
+    emulator, pipeline, monkeypatch
+):
+    """The refresh's answers go through the same text-then-DuckDB path as search pages: a bad
+    timestamp is flagged, not a ValueError that fails this run and every later one."""
+    backfill(pipeline, emulator)
+    (arn,) = pipeline.rows(
+        "SELECT quantum_task_arn FROM raw.quantum_tasks WHERE status = 'QUEUED' "
+        "AND created_date < current_date - 1 LIMIT 1"
+    )[0]
+    store = emulator.emulator.store
+    summaries = store.summaries
+
+    def with_a_bad_created_at(region, seqs, now, detail=False):
+        out = summaries(region, seqs, now, detail)
+        for task in out:
+            if detail and task["quantumTaskArn"] == arn:
+                task["createdAt"] = "not-a-date"
+        return out
+
+    monkeypatch.setattr(store, "summaries", with_a_bad_created_at)
+    assert pipeline.sync().success
+    (issues,) = pipeline.rows(
+        "SELECT data_issues FROM raw.quantum_tasks WHERE quantum_task_arn = ?", [arn]
+    )[0]
+    assert "unparseable_created_at" in issues
 
 
 def test_tasks_the_api_forgets_are_kept_and_flagged(emulator_factory, tmp_path):

@@ -96,9 +96,16 @@ def test_timestamps_without_offset_are_utc_whatever_the_session_time_zone(tmp_pa
     con.close()
 
 
-def test_a_repeated_arn_is_stored_once(tmp_path):
-    counts, rows = _merge(tmp_path, [_task("r"), _task("r", status="FAILED"), _task("s")])
+def test_a_repeated_arn_is_stored_once_as_its_last_answer(tmp_path):
+    """The later line is the newer answer (a refresh after the search pages)."""
+    queued = _task("r", status="QUEUED", endedAt=None)
+    counts, rows = _merge(tmp_path, [queued, _task("r", status="FAILED"), _task("s")])
     assert counts.inserted == 2 and set(rows) == {"r", "s"}
+    with connect(tmp_path / "w.duckdb") as con:
+        (status,) = con.execute(
+            "SELECT status FROM raw.quantum_tasks WHERE quantum_task_arn = ?", [ARN + "r"]
+        ).fetchone()
+    assert status == "FAILED"
 
 
 def test_an_empty_spool_file_changes_nothing(tmp_path):
@@ -184,3 +191,45 @@ def test_a_merge_marks_missing_only_what_no_later_pull_has_seen(tmp_path):
         assert merge_tasks(con, [], SEEN + timedelta(hours=2), day).marked_missing == 1
         (missing,) = con.execute("SELECT is_missing_from_api FROM raw.quantum_tasks").fetchone()
     assert missing
+
+
+def test_a_merge_that_commits_late_never_rolls_a_newer_answer_back(tmp_path):
+    """Two runs whose merges commit out of order (a DAGSTER_HOME without the writer pool):
+    the older pull's RUNNING must not overwrite the newer pull's COMPLETED."""
+    from datetime import timedelta
+
+    newer, older = Spool(directory=tmp_path / "n"), Spool(directory=tmp_path / "o")
+    for spool, task in ((newer, _task("x")), (older, _task("x", status="RUNNING", endedAt=None))):
+        spool.directory.mkdir()
+        with spool.open("us-east-1") as write:
+            write([task])
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, newer.files, SEEN + timedelta(hours=1), [])
+        counts = merge_tasks(con, older.files, SEEN, [])
+        row = con.execute("SELECT status, last_seen_at FROM raw.quantum_tasks").fetchone()
+    assert counts.astuple() == (0, 0, 1, 0)
+    assert row == ("COMPLETED", (SEEN + timedelta(hours=1)).replace(tzinfo=None))
+
+
+def test_a_row_without_a_usable_created_at_is_not_marked_missing_by_a_day_window(tmp_path):
+    """It is filed under the day it was seen, which no createdAt search returns it for."""
+    from datetime import timedelta
+
+    from pipelines.warehouse.raw_tasks import CompleteScope
+
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write(
+            [_task("bad", createdAt="not-a-date"), _task("gone", createdAt="2026-03-04T01:00:00Z")]
+        )
+    seen_day = [CompleteScope("us-east-1", SEEN.date().isoformat())]
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, spool.files, SEEN, [])
+        later = merge_tasks(con, [], SEEN + timedelta(hours=1), seen_day)
+        rows = dict(
+            con.execute(
+                "SELECT split_part(quantum_task_arn, '/', 2), is_missing_from_api "
+                "FROM raw.quantum_tasks"
+            ).fetchall()
+        )
+    assert later.marked_missing == 1 and rows == {"bad": False, "gone": True}

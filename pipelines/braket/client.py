@@ -6,12 +6,12 @@ with retries, pacing and stats.
 - Retries: botocore's `standard` (or `adaptive`) mode; throttles and 5xx are retried there.
 - Pacing: a client-side token bucket per region and operation at the Braket quota, applied to
   every HTTP attempt (botocore's `before-send` event), so a pull runs at the quota.
-- Parsing: the SearchQuantumTasks page body is parsed with orjson through botocore's
-  `before-parse` hook (botocore's generic shape walk costs more than the rest of a page's
-  handling together). Summaries keep createdAt/endedAt as the API's ISO-8601 text: the
-  ingest has DuckDB cast them in bulk, and the few that callers compare are parsed with
-  `parse_timestamp`. Other operations go through botocore's parser, with ciso8601 instead
-  of dateutil.
+- Parsing: SearchQuantumTasks and GetQuantumTask answers are parsed with orjson through
+  botocore's `before-parse` hook (botocore's generic shape walk costs more than the rest of
+  a page's handling together). Tasks keep createdAt/endedAt as the API's ISO-8601 text: the
+  ingest has DuckDB cast them in bulk and flag a bad one (a typed parse would fail the run
+  on it), and the few that callers compare are parsed with `parse_timestamp`. Other
+  operations go through botocore's parser, with ciso8601 instead of dateutil.
 - User-Agent: a fixed `braket-warehouse/... botocore/...` string; botocore's default one is
   rebuilt from a dozen components on every request (~10% of a page's client CPU).
 - Scopes: each (account, region) pair is a `RegionApi`. Today there is one account (the
@@ -52,15 +52,16 @@ def parse_timestamp(value) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def fast_search_page(response_dict=None, customized_response_dict=None, **kwargs):
-    """botocore `before-parse` hook for SearchQuantumTasks: parse the task list with orjson
-    and hand botocore a body without it, so its shape walk only sees `nextToken`.
-    Timestamps are left as the ISO-8601 text the API sent."""
+def raw_json_answer(response_dict=None, customized_response_dict=None, **kwargs):
+    """botocore `before-parse` hook for the task operations: the answer as orjson reads it,
+    and an empty body for botocore's shape walk. Timestamps stay the ISO-8601 text the API
+    sent; `nextToken` reaches the paginator as before (botocore merges this dict into the
+    parsed answer)."""
     if response_dict is None or response_dict.get("status_code") != 200:
         return  # errors keep botocore's own parsing
     body = orjson.loads(response_dict["body"] or b"{}")
-    customized_response_dict["quantumTasks"] = body.pop("quantumTasks", [])
-    response_dict["body"] = orjson.dumps(body)
+    customized_response_dict.update(body)
+    response_dict["body"] = b"{}"
 
 
 def botocore_session(profile_name: str | None = None) -> botocore.session.Session:
@@ -129,14 +130,15 @@ class RegionApi:
 
     def search_pages(self, filters: list[dict], page_size: int = PAGE_SIZE) -> Iterator[list[dict]]:
         """SearchQuantumTasks, one page of task summaries at a time (memory bounded by a page).
-        createdAt/endedAt are ISO-8601 text (see `fast_search_page`)."""
+        createdAt/endedAt are ISO-8601 text (see `raw_json_answer`)."""
         paginator = self.client.get_paginator("search_quantum_tasks")
         for page in paginator.paginate(filters=filters, PaginationConfig={"PageSize": page_size}):
             self.stats.add("pages")
             yield page["quantumTasks"]
 
     def get_task(self, arn: str) -> dict | None:
-        """GetQuantumTask, or None when the API no longer knows the task."""
+        """GetQuantumTask (timestamps as text, see `raw_json_answer`), or None when the API no
+        longer knows the task."""
         try:
             return self.client.get_quantum_task(quantumTaskArn=arn)
         except ClientError as exc:
@@ -208,7 +210,8 @@ class BraketApi:
                 elif status >= 500:
                     self.stats.add("server_errors")
 
-        events.register("before-parse.braket.SearchQuantumTasks", fast_search_page)
+        events.register("before-parse.braket.SearchQuantumTasks", raw_json_answer)
+        events.register("before-parse.braket.GetQuantumTask", raw_json_answer)
         events.register("before-send.braket", before_send)
         events.register("response-received.braket", response_received)
 

@@ -73,12 +73,15 @@ def days_in(context: AssetExecutionContext) -> list[date]:
 
 
 def open_tasks_before(con, first_day: date, regions: list[str]) -> dict[str, list[str]]:
-    """ARNs of tasks created before `first_day` that have not ended, per region."""
+    """ARNs of tasks created before `first_day` that have not ended, per region. Also those
+    flagged missing: a search may stop returning a task that GetQuantumTask still answers
+    (a shorter search retention, a missed result), and an open task must be re-read until it
+    ends; a GetQuantumTask answer clears the flag, a 404 keeps it."""
     ensure_schema(con)
     rows = con.execute(
         """
         SELECT region, quantum_task_arn FROM raw.quantum_tasks
-        WHERE created_date < ? AND NOT is_missing_from_api
+        WHERE created_date < ?
           AND (status IS NULL OR status NOT IN (SELECT unnest(?)))
           AND region IN (SELECT unnest(?))
         ORDER BY region, created_at

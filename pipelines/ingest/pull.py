@@ -75,7 +75,7 @@ class Spool:
 
             def write(tasks: list[dict]) -> None:
                 # Sorted keys: tags are stored as this text, so their order must not depend
-                # on the answer. orjson writes datetimes (GetQuantumTask) as RFC 3339.
+                # on the answer.
                 out.writelines(
                     orjson.dumps({"region": region, "task": t}, option=orjson.OPT_SORT_KEYS) + b"\n"
                     for t in tasks

@@ -169,8 +169,10 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
     _load_incoming(con, spool_files, naive_seen)
     con.execute("BEGIN TRANSACTION")
     try:
-        # A walk should not repeat a task; if an API ever does, keep one row per ARN. The
-        # check is cheap; the window that removes repeats is not, so it runs only when needed.
+        # A walk should not repeat a task; if an API ever does, keep one row per ARN: the last
+        # line read, which is the latest answer (spool files are read in the order written,
+        # on one thread, refresh answers after the search pages). The check is cheap; the
+        # window that removes repeats is not, so it runs only when needed.
         (repeats,) = con.execute(
             "SELECT count(*) - count(DISTINCT quantum_task_arn) FROM incoming"
         ).fetchone()
@@ -179,7 +181,7 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
                 """
                 DELETE FROM incoming WHERE rowid IN (
                     SELECT rowid FROM incoming
-                    QUALIFY row_number() OVER (PARTITION BY quantum_task_arn ORDER BY created_at) > 1)
+                    QUALIFY row_number() OVER (PARTITION BY quantum_task_arn ORDER BY rowid DESC) > 1)
                 """
             )
         changed = " OR ".join(
@@ -187,13 +189,16 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
             f"{'json(t.tags)' if c == 'tags' else f't.{c}'} IS DISTINCT FROM i.{c}"
             for c in CONTENT_COLUMNS
         )
+        # A row a later pull has seen (a run that merges late) is left as that pull left it.
+        update = f"(({changed}) OR t.is_missing_from_api) AND t.last_seen_at <= $seen"
         inserted, updated, unchanged = con.execute(
             f"""
             SELECT count(*) FILTER (WHERE t.quantum_task_arn IS NULL),
-                   count(*) FILTER (WHERE t.quantum_task_arn IS NOT NULL AND (({changed}) OR t.is_missing_from_api)),
-                   count(*) FILTER (WHERE t.quantum_task_arn IS NOT NULL AND NOT (({changed}) OR t.is_missing_from_api))
+                   count(*) FILTER (WHERE t.quantum_task_arn IS NOT NULL AND {update}),
+                   count(*) FILTER (WHERE t.quantum_task_arn IS NOT NULL AND NOT ({update}))
             FROM incoming i LEFT JOIN raw.quantum_tasks t USING (quantum_task_arn)
-            """
+            """,
+            {"seen": naive_seen},
         ).fetchone()
         if updated:
             set_content = ", ".join(f"{c} = i.{c}" for c in CONTENT_COLUMNS)
@@ -201,20 +206,20 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
                 f"""
                 UPDATE raw.quantum_tasks AS t
                 SET {set_content}, created_date = i.created_date, data_issues = i.data_issues,
-                    is_missing_from_api = false, last_seen_at = ?, updated_at = ?
+                    is_missing_from_api = false, last_seen_at = $seen, updated_at = $seen
                 FROM incoming i
-                WHERE t.quantum_task_arn = i.quantum_task_arn AND (({changed}) OR t.is_missing_from_api)
+                WHERE t.quantum_task_arn = i.quantum_task_arn AND {update}
                 """,
-                [naive_seen, naive_seen],
+                {"seen": naive_seen},
             )
         if unchanged:
             con.execute(
                 """
-                UPDATE raw.quantum_tasks AS t SET last_seen_at = ?
+                UPDATE raw.quantum_tasks AS t SET last_seen_at = $seen
                 FROM incoming i WHERE t.quantum_task_arn = i.quantum_task_arn
-                  AND t.last_seen_at IS DISTINCT FROM ?
+                  AND t.last_seen_at < $seen
                 """,
-                [naive_seen, naive_seen],
+                {"seen": naive_seen},
             )
         if inserted:
             con.execute(
@@ -300,7 +305,9 @@ def _single_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
     """Flag rows of completely pulled (region, day) windows, and refreshed ARNs the API no
-    longer knows, that were not in this pull."""
+    longer knows, that were not in this pull. A row without a usable createdAt is filed
+    under the day it was first seen, which no createdAt search covers: only a refresh 404
+    marks it."""
     windows = [s for s in complete if s.created_date is not None]
     arns = [arn for s in complete for arn in s.missing_arns]
     # One statement from two lists: executemany took 0.1 s for a 32-day backfill's 160 rows.
@@ -319,7 +326,9 @@ def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
         UPDATE raw.quantum_tasks AS t SET is_missing_from_api = true, updated_at = $seen
         WHERE NOT t.is_missing_from_api
           AND (
-              (t.last_seen_at < $seen AND EXISTS (
+              (t.last_seen_at < $seen
+               AND NOT list_has_any(t.data_issues, ['missing_created_at', 'unparseable_created_at'])
+               AND EXISTS (
                   SELECT 1 FROM complete_days c
                   WHERE c.region = t.region AND c.created_date = t.created_date))
               OR t.quantum_task_arn IN (SELECT unnest($arns::VARCHAR[])))
