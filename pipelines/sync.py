@@ -24,10 +24,12 @@ class SyncError(RuntimeError):
     pass
 
 
-def range_tags(start: date | None, end: date | None) -> dict[str, str]:
+def range_tags(
+    start: date | None, end: date | None, instance: DagsterInstance | None = None
+) -> dict[str, str]:
     """Tags for a single run over [start, end]; no dates means the incremental range."""
     if start is None and end is None:
-        return incremental_range_tags(datetime.now(UTC))
+        return incremental_range_tags(datetime.now(UTC), instance)
     first_partition = task_days.start.date()
     today = datetime.now(UTC).date()
     start = start or first_partition
@@ -61,7 +63,7 @@ def run_sync(
     if instance is None:
         ensure_dagster_home()
         instance = DagsterInstance.get()
-    tags = range_tags(start, end)
+    tags = range_tags(start, end, instance)
     job = defs.resolve_job_def("sync")
     selection = None if with_models else [AssetKey("quantum_tasks")]
     echo(

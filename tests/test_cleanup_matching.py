@@ -196,8 +196,9 @@ def test_the_selection_hash_ignores_order_and_names_policy_mode_and_set():
 
 
 class FakeScope:
-    def __init__(self, status="QUEUED", cancel="CANCELLING", fail=None):
+    def __init__(self, status="QUEUED", cancel="CANCELLING", fail=None, after=None):
         self.status, self.answer, self.fail, self.tokens = status, cancel, fail, []
+        self.after = after  # the status once the cancel has been answered
 
     def get_task(self, arn):
         if self.fail == "get":
@@ -208,6 +209,7 @@ class FakeScope:
         if self.fail == "cancel":
             raise RuntimeError("throttled for good")
         self.tokens.append(token)
+        self.status = self.after or self.status
         return self.answer
 
 
@@ -230,7 +232,18 @@ REF = TaskRef(
         (FakeScope(status="RUNNING"), "enforce", audit.SKIPPED_NOT_CANCELLABLE, "RUNNING"),
         (FakeScope(status="CANCELLING"), "enforce", audit.SKIPPED_NOT_CANCELLABLE, "CANCELLING"),
         (FakeScope(status=None), "enforce", audit.SKIPPED_NOT_FOUND, "not found"),
-        (FakeScope(cancel="ENDED"), "enforce", audit.SKIPPED_ALREADY_ENDED, "ConflictException"),
+        (
+            FakeScope(cancel="ENDED", after="COMPLETED"),
+            "enforce",
+            audit.SKIPPED_ALREADY_ENDED,
+            "ConflictException: the task ended meanwhile (live status COMPLETED)",
+        ),
+        (
+            FakeScope(cancel="ENDED", after="RUNNING"),
+            "enforce",
+            audit.SKIPPED_NOT_CANCELLABLE,
+            "ConflictException: live status RUNNING",
+        ),
         (FakeScope(fail="get"), "enforce", audit.ERROR, "GetQuantumTask failed"),
         (FakeScope(fail="cancel"), "enforce", audit.ERROR, "CancelQuantumTask failed"),
     ],

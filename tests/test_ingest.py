@@ -165,6 +165,15 @@ def test_incremental_run_brings_late_status_changes(pipeline, emulator):
     assert calls("SearchQuantumTasks") <= max_pages
 
 
+def test_an_incremental_run_after_missed_syncs_pulls_the_days_in_between(pipeline, emulator):
+    from datetime import timedelta
+
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    pipeline.sync(first, last - timedelta(days=3))  # then the syncs stopped for three days
+    assert materialization(pipeline.sync())["days"].startswith(str(last - timedelta(days=3)))
+    assert_matches_truth(pipeline, emulator)
+
+
 def test_incremental_cost_does_not_grow_with_history(emulator, tmp_path):
     """Once history has ended, an incremental run reads only the few tasks still open."""
     pipeline = make_pipeline(emulator.url, tmp_path / "w.duckdb")

@@ -60,12 +60,48 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path):
 
 
 def test_hourly_schedule_requests_yesterday_and_today():
-    from dagster import build_schedule_context
+    from dagster import build_schedule_context, instance_for_test
 
     from pipelines.ingest.schedules import hourly_sync
 
     at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
-    request = hourly_sync(build_schedule_context(scheduled_execution_time=at))
+    with instance_for_test() as instance:
+        context = build_schedule_context(instance=instance, scheduled_execution_time=at)
+        request = hourly_sync(context)
     assert request.tags["dagster/asset_partition_range_start"] == "2026-02-28"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01"
     assert request.run_key == f"sync-{at.isoformat()}"
+
+
+def test_an_incremental_run_after_missed_syncs_starts_at_the_last_day_synced():
+    """Days between the last sync and yesterday are pulled, not left to the API's retention."""
+    from dagster import AssetMaterialization, build_schedule_context, instance_for_test
+
+    from pipelines.ingest.schedules import hourly_sync
+
+    at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+    with instance_for_test() as instance:
+        for day in ("2026-02-10", "2026-02-24"):
+            instance.report_runless_asset_event(
+                AssetMaterialization("quantum_tasks", partition=day)
+            )
+        request = hourly_sync(
+            build_schedule_context(instance=instance, scheduled_execution_time=at)
+        )
+        assert request.tags["dagster/asset_partition_range_start"] == "2026-02-24"
+        assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01"
+        instance.report_runless_asset_event(
+            AssetMaterialization("quantum_tasks", partition="2026-03-01")
+        )
+        request = hourly_sync(
+            build_schedule_context(instance=instance, scheduled_execution_time=at)
+        )
+        assert request.tags["dagster/asset_partition_range_start"] == "2026-02-28"
+
+
+@pytest.mark.parametrize("value, says", [("2025-13-01", "is not a date"), ("2999-01-01", "future")])
+def test_a_bad_start_date_is_a_configuration_error(value, says):
+    from pipelines.ingest.partitions import start_date
+
+    with pytest.raises(SettingsError, match=f"BRAKET_START_DATE.*{says}"):
+        start_date({"BRAKET_START_DATE": value})

@@ -1,10 +1,13 @@
-"""The hourly incremental sync: the latest two days (lookback 1) plus the open-task refresh."""
+"""The hourly incremental sync: the latest two days (lookback 1), or every day since the last
+sync when syncs stopped for longer, plus the open-task refresh."""
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
+    AssetKey,
     AssetSelection,
+    DagsterInstance,
     DefaultScheduleStatus,
     RunRequest,
     ScheduleEvaluationContext,
@@ -30,13 +33,23 @@ sync_job = define_asset_job(
 )
 
 
-def incremental_range_tags(now: datetime) -> dict[str, str]:
-    """Partition-range tags for the incremental run at `now`: yesterday..today (UTC)."""
+def incremental_range_tags(
+    now: datetime, instance: DagsterInstance | None = None
+) -> dict[str, str]:
+    """Partition-range tags for the incremental run at `now`: yesterday..today (UTC), or from
+    the latest day already materialized when syncs stopped for longer (the daemon was down,
+    a weekly cron): the days in between are pulled before the API's retention forgets them.
+    An instance that never materialized a day starts at yesterday; history is a backfill."""
     last = now.astimezone(UTC).date()
-    first = max(
-        last - timedelta(days=LOOKBACK_DAYS),
-        datetime.fromisoformat(task_days.start.isoformat()).date(),
-    )
+    first = last - timedelta(days=LOOKBACK_DAYS)
+    if instance is not None:
+        done = instance.get_materialized_partitions(AssetKey("quantum_tasks"))
+        latest = max(
+            (date.fromisoformat(key) for key in done if key <= last.isoformat()), default=None
+        )
+        if latest is not None and latest < first:
+            first = latest
+    first = max(first, task_days.start.date())
     return {
         ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
         ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
@@ -52,5 +65,5 @@ def incremental_range_tags(now: datetime) -> dict[str, str]:
 )
 def hourly_sync(context: ScheduleEvaluationContext) -> RunRequest:
     now = context.scheduled_execution_time or datetime.now(UTC)
-    tags = incremental_range_tags(now)
+    tags = incremental_range_tags(now, context.instance)
     return RunRequest(run_key=f"sync-{now.isoformat()}", tags=tags)
