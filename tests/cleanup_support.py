@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dagster import DagsterInstance, Definitions, build_sensor_context
+from dagster import DagsterInstance, Definitions, RunRequest, build_sensor_context
 
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup import audit
@@ -95,12 +95,19 @@ class Cleanup:
         )
         return queued_task_cleanup(context)
 
-    def run(self, run_config: dict):
+    def run(self, request: RunRequest | dict):
+        """The job in process, as the daemon would launch the sensor's request (its run config
+        and tags), or with a bare run config."""
+        if isinstance(request, RunRequest):
+            run_config, tags = request.run_config, request.tags
+        else:
+            run_config, tags = request, {}
         return cancel_queued_tasks.execute_in_process(
             run_config=run_config,
             instance=self.instance,
             resources=self.resources,
             raise_on_error=False,
+            tags=tags,
         )
 
     def audit(self, run_id: str | None = None) -> list[dict]:

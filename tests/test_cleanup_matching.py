@@ -185,14 +185,20 @@ def test_cost_condition_uses_the_price_table_as_if_completed():
     assert {int(t.arn[-8:]) for t in plan.selected} == {1, 2, 4}
 
 
-def test_the_selection_hash_ignores_order_and_names_policy_mode_and_set():
+def test_the_selection_hash_ignores_order_and_names_the_policy_as_written_and_the_set():
     tasks = [task(1), task(2)]
     base = evaluate(policy(match={"prefix": "Sandbox"}), {"us-west-1": tasks}, NOW)
     same = evaluate(policy(match={"prefix": "Sandbox"}), {"us-west-1": tasks[::-1]}, NOW)
     dry = evaluate(policy(match={"prefix": "Sandbox"}, mode="dry-run"), {"us-west-1": tasks}, NOW)
     fewer = evaluate(policy(match={"prefix": "Sandbox"}), {"us-west-1": tasks[:1]}, NOW)
+    limit = evaluate(
+        policy(match={"prefix": "Sandbox"}, limits={"max_cancellations": 7}),
+        {"us-west-1": tasks},
+        NOW,
+    )
     assert base.selection_hash == same.selection_hash
-    assert len({base.selection_hash, dry.selection_hash, fewer.selection_hash}) == 3
+    hashes = {base.selection_hash, dry.selection_hash, fewer.selection_hash, limit.selection_hash}
+    assert len(hashes) == 4
 
 
 class FakeScope:
@@ -249,8 +255,9 @@ REF = TaskRef(
     ],
 )
 def test_one_task_outcomes(scope, mode, outcome, detail):
-    got, text = _act(FakeApi(scope), "p", REF, mode)
+    got, text, called_cancel = _act(FakeApi(scope), "p", REF, mode)
     assert got == outcome and detail in text
+    assert called_cancel == bool(scope.tokens) or scope.fail == "cancel"
     if mode == "dry-run":
         assert scope.tokens == []
 

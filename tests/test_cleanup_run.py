@@ -88,13 +88,13 @@ def test_sensor_tick_leads_to_a_run_that_cancels_exactly_the_matching_tasks(clea
     ]
     assert sorted(selected) == sorted(targets)
 
-    # The sensor itself changed nothing; an unchanged set is not requested again.
+    # The sensor itself changed nothing; asked again before the run exists, it requests the
+    # same run key, which the daemon launches once.
     assert c.truth() == before
-    again = c.tick(cursor=result.cursor)
-    assert not again.run_requests
-    assert "same set as last tick" in again.skip_reason.skip_message
+    (again,) = c.tick().run_requests
+    assert again.run_key == request.run_key
 
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert run.success
     changed = _changed(before, c.truth())
     assert set(changed) == set(targets)
@@ -116,7 +116,7 @@ def test_sensor_tick_leads_to_a_run_that_cancels_exactly_the_matching_tasks(clea
     assert meta["count_cancelled"] == 2 and meta["count_skipped_exempt"] == 1
 
     # After the run the next tick finds nothing left to do.
-    after = c.tick(cursor=result.cursor)
+    after = c.tick()
     assert not after.run_requests
     assert "nothing to cancel" in after.skip_reason.skip_message
 
@@ -152,7 +152,7 @@ policies:
     assert len(expected) >= 5  # the inserted ones, and any the history left queued
 
     (request,) = c.tick().run_requests
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert run.success
     changed = _changed(before, c.truth())
     assert set(changed) == expected
@@ -188,7 +188,7 @@ def test_a_dry_run_changes_nothing_but_records_the_same_shape(cleanup):
 
     (request,) = c.tick().run_requests
     assert request.tags["cleanup/mode"] == "dry-run"
-    dry = c.run(request.run_config)
+    dry = c.run(request)
     assert dry.success
     assert c.truth() == before
     assert c.cancel_calls() == 0
@@ -228,7 +228,7 @@ def test_a_limit_breach_cancels_nothing_and_fails_the_run(cleanup):
 
     (request,) = c.tick().run_requests
     assert request.tags["cleanup/limit_exceeded"] == "true"
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert not run.success
     failure = next(e for e in run.all_events if e.event_type_value == "STEP_FAILURE")
     assert "limit exceeded" in failure.event_specific_data.error.message
@@ -277,7 +277,7 @@ def test_a_task_that_started_running_is_skipped(cleanup):
     c.em.advance(60)
     assert c.truth()[starts]["status"] == "RUNNING"
 
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert run.success
     truth = c.truth()
     assert truth[starts]["status"] == "RUNNING"
@@ -307,7 +307,7 @@ def test_a_task_that_starts_running_between_the_re_read_and_the_cancel(cleanup, 
         return answer
 
     monkeypatch.setattr(RegionApi, "get_task", reread_then_start)
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert run.success
     assert c.truth()[starts]["status"] == "RUNNING"
     (row,) = [r for r in c.audit(run.run_id) if r["outcome"] != "matched"]
@@ -316,6 +316,45 @@ def test_a_task_that_starts_running_between_the_re_read_and_the_cancel(cleanup, 
         "ConflictException: live status RUNNING",
     )
     assert c.cancel_calls() == 1 and len(calls) == 2
+
+
+def test_each_cancellation_is_in_the_audit_before_the_next_call(cleanup, monkeypatch):
+    """A run killed mid-way (SIGKILL, OOM) has recorded every cancellation it made: a re-run
+    sees those tasks CANCELLING and skips them, so this run's rows are the only record."""
+    c = cleanup
+    targets = c.insert(c.task(), c.task(), c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    cancel = RegionApi.cancel_task
+    audited_before_each_call = []
+
+    def audited_then_cancel(self, arn, token):
+        audited_before_each_call.append(len(outcomes(c.audit()).get(audit.CANCELLED, ())))
+        return cancel(self, arn, token)
+
+    monkeypatch.setattr(RegionApi, "cancel_task", audited_then_cancel)
+    assert c.run(request).success
+    assert audited_before_each_call == [0, 1, 2]
+    assert outcomes(c.audit())[audit.CANCELLED] == set(targets)
+
+
+def test_a_queued_run_honours_the_policy_file_as_it_is_when_the_run_starts(cleanup):
+    """The run may wait behind a sync; meanwhile the operator switches the policy to dry-run,
+    or removes it. The stricter of the plan and the file wins."""
+    c = cleanup
+    (target,) = c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    c.policies(SANDBOX_EXAMPLE.replace("mode: enforce", "mode: dry-run"))
+    run = c.run(request)
+    assert run.success and c.cancel_calls() == 0
+    assert c.truth()[target]["status"] == "QUEUED"
+    assert outcomes(c.audit(run.run_id))[audit.DRY_RUN] == {target}
+
+    c.policies("policies: []\n")
+    run = c.run(request)
+    assert run.success and c.audit(run.run_id) == [] and c.cancel_calls() == 0
+    assert run_metadata(run)["policies_removed_since_planned"] == 1
 
 
 def test_a_mode_other_than_dry_run_or_enforce_is_refused(cleanup):
@@ -336,9 +375,9 @@ def test_a_rerun_never_cancels_twice(cleanup):
     targets = c.insert(c.task(), c.task())
     c.policies(SANDBOX_EXAMPLE)
     (request,) = c.tick().run_requests
-    first = c.run(request.run_config)
+    first = c.run(request)
     assert c.cancel_calls() == 2
-    second = c.run(request.run_config)  # e.g. a re-execution from the UI
+    second = c.run(request)  # e.g. a re-execution from the UI
     assert first.success and second.success
     assert c.cancel_calls() == 2
     assert outcomes(c.audit(second.run_id))[audit.SKIPPED_NOT_CANCELLABLE] == set(targets)
@@ -366,7 +405,7 @@ def test_budget_condition_cancels_only_groups_over_the_threshold(cleanup):
     before = c.truth()
 
     (request,) = c.tick().run_requests
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert run.success
     changed = _changed(before, c.truth())
     # Day 4 has 55 shots only counting the exempt task: its other task goes, the exempt one stays.
@@ -383,7 +422,7 @@ def test_the_shot_cap_example_as_written_is_a_dry_run(cleanup):
     c.policies(SHOT_CAP_EXAMPLE)
     before = c.truth()
     (request,) = c.tick().run_requests
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert run.success and c.truth() == before
     assert outcomes(c.audit(run.run_id))[audit.DRY_RUN] == set(over)
 
@@ -425,7 +464,7 @@ def test_the_summary_reaches_the_webhook(cleanup, receiver, monkeypatch):
     targets = c.insert(c.task(), c.task())
     c.policies(SANDBOX_EXAMPLE)
     (request,) = c.tick().run_requests
-    assert c.run(request.run_config).success
+    assert c.run(request).success
     (body,) = bodies
     assert set(body) == {"text"}
     assert "sandbox-cleanup" in body["text"] and "cancelled 2" in body["text"]
@@ -443,7 +482,7 @@ def test_a_failing_webhook_does_not_fail_the_run(cleanup, receiver, monkeypatch,
     (target,) = c.insert(c.task())
     c.policies(SANDBOX_EXAMPLE)
     (request,) = c.tick().run_requests
-    run = c.run(request.run_config)
+    run = c.run(request)
     assert run.success
     assert c.truth()[target]["status"] in ("CANCELLING", "CANCELLED")
     logs = [entry.user_message for entry in c.instance.all_logs(run.run_id)]
@@ -451,23 +490,89 @@ def test_a_failing_webhook_does_not_fail_the_run(cleanup, receiver, monkeypatch,
     assert len(bodies) == (1 if how == "http-500" else 0)
 
 
-def test_a_policy_with_a_run_in_flight_is_not_requested_again(cleanup):
+@pytest.mark.parametrize("trigger", ["sensor", "cli"])
+def test_a_policy_with_a_run_in_flight_is_not_requested_again(cleanup, trigger):
     from dagster import DagsterRunStatus
     from dagster._core.test_utils import create_run_for_test
 
     c = cleanup
     c.insert(c.task(), c.task())
     c.policies(SANDBOX_EXAMPLE)
-    first = c.tick()
-    assert len(first.run_requests) == 1
+    (request,) = c.tick().run_requests
+    tags = (
+        request.tags
+        if trigger == "sensor"  # a CLI run carries only the selection tag of each policy
+        else {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+    )
     create_run_for_test(
-        c.instance,
-        job_name="cancel_queued_tasks",
-        status=DagsterRunStatus.STARTED,
-        tags={"cleanup/policy": "sandbox-cleanup"},
+        c.instance, job_name="cancel_queued_tasks", status=DagsterRunStatus.STARTED, tags=tags
     )
     c.insert(c.task())  # the set changes, but the policy's run is still going
-    waiting = c.tick(cursor=first.cursor)
+    waiting = c.tick()
     assert not waiting.run_requests
     assert waiting.skip_reason.skip_message == "a run is still in flight for sandbox-cleanup"
-    assert waiting.cursor == first.cursor
+
+
+def test_a_selection_whose_run_failed_is_requested_again_up_to_max_attempts(cleanup, monkeypatch):
+    """A run that could not cancel (here: every CancelQuantumTask fails) fails, and the same
+    set is requested again under a new run key, until MAX_ATTEMPTS runs have failed."""
+    from pipelines.cleanup.sensors import MAX_ATTEMPTS
+
+    c = cleanup
+    targets = c.insert(c.task(), c.task())
+    c.policies(SANDBOX_EXAMPLE)
+
+    def refuse(self, arn, token):
+        raise RuntimeError("throttled for good")
+
+    works = RegionApi.cancel_task
+    monkeypatch.setattr(RegionApi, "cancel_task", refuse)
+    keys = []
+    for _ in range(MAX_ATTEMPTS):
+        (request,) = c.tick().run_requests
+        keys.append(request.run_key)
+        run = c.run(request)
+        assert not run.success
+        assert outcomes(c.audit(run.run_id))[audit.ERROR] == set(targets)
+    assert len(set(keys)) == MAX_ATTEMPTS and keys[-1].endswith(f"-{MAX_ATTEMPTS}")
+    held = c.tick()
+    assert not held.run_requests
+    assert f"gave up after {MAX_ATTEMPTS} failed runs" in held.skip_reason.skip_message
+
+    monkeypatch.setattr(RegionApi, "cancel_task", works)  # a change of the set is acted on
+    c.insert(c.task())
+    (request,) = c.tick().run_requests
+    assert c.run(request).success
+    assert all(c.truth()[a]["status"] in ("CANCELLING", "CANCELLED") for a in targets)
+
+
+def test_raising_a_limit_after_a_breach_lets_the_same_tasks_be_cancelled(cleanup):
+    c = cleanup
+    targets = c.insert(c.task(), c.task(), c.task())
+    strict = SANDBOX_EXAMPLE.replace("max_cancellations: 50", "max_cancellations: 2")
+    assert strict != SANDBOX_EXAMPLE
+    c.policies(strict)
+    (request,) = c.tick().run_requests
+    assert not c.run(request).success  # the breach is audited, nothing cancelled
+    held = c.tick()
+    assert not held.run_requests and "over its limits" in held.skip_reason.skip_message
+
+    c.policies(SANDBOX_EXAMPLE)  # max_cancellations: 50
+    (request,) = c.tick().run_requests
+    assert c.run(request).success
+    assert all(c.truth()[a]["status"] in ("CANCELLING", "CANCELLED") for a in targets)
+
+
+def test_a_dry_run_selection_is_recorded_once_and_enforced_when_the_mode_changes(cleanup):
+    c = cleanup
+    (target,) = c.insert(c.task())
+    dry = SANDBOX_EXAMPLE.replace("mode: enforce", "mode: dry-run")
+    c.policies(dry)
+    (request,) = c.tick().run_requests
+    assert c.run(request).success and c.cancel_calls() == 0
+    held = c.tick()
+    assert not held.run_requests and "acted on in run" in held.skip_reason.skip_message
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    assert c.run(request).success
+    assert c.truth()[target]["status"] in ("CANCELLING", "CANCELLED")

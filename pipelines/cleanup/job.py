@@ -11,7 +11,8 @@ limits, scope size and the tasks with their decision. The op, per policy:
    QUEUED), then CancelQuantumTask with a deterministic clientToken (a retry of the run
    never acts twice) - or, in dry-run, records `dry_run` and calls nothing;
 4. writes the audit in short transactions (pool `warehouse_writer`), and the run's metadata
-   counts outcomes.
+   counts outcomes. The run fails when a limit was exceeded or a task could not be acted on
+   (an `error` row), after the audit and the summary are written.
 CancelQuantumTask is paced at its quota (2/s per region, burst 20) by the client.
 """
 
@@ -19,6 +20,7 @@ import hashlib
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
@@ -28,7 +30,7 @@ from pipelines.braket.facts import CANCELLABLE_STATUSES, ENDED_STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup import audit, notify
 from pipelines.cleanup.matching import CONDITION_NOT_MET, EXEMPT, SELECTED, PolicyPlan
-from pipelines.cleanup.policies import Limits
+from pipelines.cleanup.policies import Limits, Policy, load_policies
 from pipelines.warehouse.resource import WarehouseResource
 
 WAREHOUSE_POOL = "warehouse_writer"
@@ -69,9 +71,48 @@ class PolicyRun(Config):
 class CancelQueuedTasksConfig(Config):
     policies: list[PolicyRun] = Field(default_factory=list)
     dry_run: bool = Field(default=False, description="dry-run every policy, whatever its mode")
+    policies_file: str = Field(
+        default="",
+        description="the policy file the plan came from; re-read when the run starts, so a "
+        "policy switched to dry-run, tightened or removed meanwhile is honoured",
+    )
 
 
-def run_config_for(plans: list[PolicyPlan], dry_run: bool = False) -> dict:
+def _as_written_now(item: PolicyRun, now: Policy | None) -> PolicyRun | None:
+    """The planned policy run under the file as it is now: the stricter mode and limits, or
+    None when the policy is gone. A run may wait in the queue (behind a sync holding the
+    warehouse pool) while an operator reacts to what the sensor selected."""
+    if now is None:
+        return None
+    return item.model_copy(
+        update={
+            "mode": "dry-run" if "dry-run" in (item.mode, now.mode) else "enforce",
+            "max_cancellations": min(item.max_cancellations, now.limits.max_cancellations),
+            "max_percent": min(item.max_percent, now.limits.max_percent),
+        }
+    )
+
+
+SELECTION_TAG_PREFIX = "cleanup-selection/"
+
+
+def selection_tags(plans: list[PolicyPlan], dry_run: bool = False) -> dict[str, str]:
+    """Run tags naming what the run acts on: `cleanup-selection/<policy>` = its selection
+    hash, for each policy that selects tasks. The sensor reads them (sensor and CLI runs
+    alike) to see which policies have a run in flight and which selections were acted on.
+    A dry run forced on an enforcing policy (`policy enforce --dry-run`) is marked, so the
+    sensor does not take that selection as acted on."""
+    return {
+        f"{SELECTION_TAG_PREFIX}{p.policy.name}": p.selection_hash
+        + ("-forced-dry-run" if dry_run and p.policy.mode != "dry-run" else "")
+        for p in plans
+        if p.selected
+    }
+
+
+def run_config_for(
+    plans: list[PolicyPlan], dry_run: bool = False, policies_file: str | Path = ""
+) -> dict:
     """The job's run config for these plans (policies that select nothing are left out)."""
     policies = []
     for plan in plans:
@@ -88,7 +129,8 @@ def run_config_for(plans: list[PolicyPlan], dry_run: bool = False) -> dict:
                 "tasks": tasks,
             }
         )
-    return {"ops": {OP_NAME: {"config": {"policies": policies, "dry_run": dry_run}}}}
+    config = {"policies": policies, "dry_run": dry_run, "policies_file": str(policies_file)}
+    return {"ops": {OP_NAME: {"config": config}}}
 
 
 class _AuditWriter:
@@ -135,9 +177,22 @@ def cancel_queued_tasks_op(
     totals: Counter = Counter()
     summaries: list[dict] = []
     breaches: list[str] = []
+    items = list(config.policies)
+    if config.policies_file:
+        # PolicyError: the file was edited into an invalid one; act on nothing.
+        written = {p.name: p for p in load_policies(config.policies_file)}
+        items = []
+        for item in config.policies:
+            current = _as_written_now(item, written.get(item.policy))
+            if current is None:
+                context.log.warning(
+                    f"policy {item.policy} is no longer in {config.policies_file}: skipped"
+                )
+            else:
+                items.append(current)
 
     try:
-        for item in config.policies:
+        for item in items:
             mode = "dry-run" if config.dry_run or item.mode == "dry-run" else "enforce"
             summary = _run_policy(context, api, writer, item, mode)
             totals.update(summary["counts"])
@@ -156,19 +211,24 @@ def cancel_queued_tasks_op(
         notify.post(notify.summary_text(context.run_id, summaries), warn=context.log.warning)
 
     metadata = {
-        "policies": MetadataValue.int(len(config.policies)),
+        "policies": MetadataValue.int(len(items)),
+        "policies_removed_since_planned": MetadataValue.int(len(config.policies) - len(items)),
         "dry_run": MetadataValue.bool(config.dry_run),
         "audit_rows": MetadataValue.int(writer.written),
         "outcomes": MetadataValue.json(dict(totals)),
         **{f"count_{k}": MetadataValue.int(v) for k, v in sorted(totals.items())},
         "by_policy": MetadataValue.json({s["policy"]: s["counts"] for s in summaries}),
     }
-    if breaches:
-        raise Failure(
-            description="limit exceeded, nothing cancelled for: " + "; ".join(breaches),
-            metadata=metadata,
-            allow_retries=False,
-        )
+    # A run that could not act on every selected task fails (after auditing what it did), so
+    # the UI shows it and the sensor requests the set again (sensors.py: MAX_ATTEMPTS).
+    errored = [f"{s['policy']}: {len(s['errors'])} task(s)" for s in summaries if s["errors"]]
+    if breaches or errored:
+        problems = []
+        if breaches:
+            problems.append("limit exceeded, nothing cancelled for: " + "; ".join(breaches))
+        if errored:
+            problems.append("could not act on (see the audit's error rows): " + "; ".join(errored))
+        raise Failure(description=". ".join(problems), metadata=metadata, allow_retries=False)
     return Output(dict(totals), metadata=metadata)
 
 
@@ -221,11 +281,15 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
     else:
         # 3. live re-check right before acting, then act
         for task in selected:
-            outcome, detail = _act(api, item.policy, task, mode)
+            outcome, detail, called_cancel = _act(api, item.policy, task, mode)
             if outcome == audit.ERROR:
                 errors.append(f"{task.quantum_task_arn}: {detail}")
                 context.log.warning(f"policy {item.policy}: {task.quantum_task_arn}: {detail}")
             record(task, outcome, detail)
+            if called_cancel:
+                # Committed before the next call: a run killed later still has the record of
+                # every cancellation it made (a re-run would see CANCELLING and skip it).
+                writer.flush()
     writer.flush()
     context.log.info(f"policy {item.policy} ({mode}): {dict(counts)}")
     return {
@@ -239,8 +303,18 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
     }
 
 
-def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str]:
-    """(outcome, detail) for one selected task: re-read, then cancel or dry-run."""
+def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str, bool]:
+    """(outcome, detail, whether CancelQuantumTask was called) for one selected task:
+    re-read, then cancel or dry-run."""
+    outcome, detail = _recheck(api, task, mode)
+    if outcome is not None:
+        return outcome, detail, False
+    return (*_cancel(api.regions[task.region], policy, task, detail), True)
+
+
+def _recheck(api, task: TaskRef, mode: str) -> tuple[str | None, str]:
+    """The live re-read: (an outcome without cancelling, detail), or (None, live status)
+    when the task is to be cancelled."""
     scope = api.regions.get(task.region)
     if scope is None:
         return audit.ERROR, f"region {task.region} is not configured (BRAKET_REGIONS)"
@@ -255,6 +329,11 @@ def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str]:
         return audit.SKIPPED_NOT_CANCELLABLE, f"live status {status}"
     if mode == "dry-run":
         return audit.DRY_RUN, f"would cancel (live status {status})"
+    return None, status
+
+
+def _cancel(scope, policy: str, task: TaskRef, status: str) -> tuple[str, str]:
+    """CancelQuantumTask for a task re-read as `status`."""
     try:
         answer = scope.cancel_task(
             task.quantum_task_arn, client_token(policy, task.quantum_task_arn)

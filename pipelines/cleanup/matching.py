@@ -195,10 +195,11 @@ class PolicyPlan:
 
     @property
     def selection_hash(self) -> str:
-        """Identifies (policy, mode, selected ARNs): the sensor's run key and cursor."""
+        """Identifies (the policy as written, selected ARNs): what a run acted on. The whole
+        policy, not just its name and mode: after a limit breach, raising the limit (or any
+        other edit) makes the same tasks a new selection that may be acted on."""
         payload = {
-            "policy": self.policy.name,
-            "mode": self.policy.mode,
+            "policy": self.policy.model_dump(mode="json"),
             "arns": sorted(t.arn for t in self.selected),
         }
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]

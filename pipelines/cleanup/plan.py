@@ -200,7 +200,7 @@ def enforce(
     from dagster import DagsterInstance
 
     from pipelines.cleanup import audit
-    from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for
+    from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
     from pipelines.settings import ensure_dagster_home
 
     if defs is None:
@@ -213,7 +213,7 @@ def enforce(
             f"policy {item.policy.name} ({mode}): {len(item.selected)} selected of "
             f"{item.matched} matched" + (f"; LIMIT EXCEEDED: {item.breach}" if item.breach else "")
         )
-    run_config = run_config_for(plans, dry_run=dry_run)
+    run_config = run_config_for(plans, dry_run=dry_run, policies_file=path)
     if not run_config["ops"][OP_NAME]["config"]["policies"]:
         echo("nothing to cancel: no run started")
         return None
@@ -225,7 +225,11 @@ def enforce(
         run_config=run_config,
         instance=instance,
         raise_on_error=False,
-        tags={"cleanup/trigger": "cli", "cleanup/dry_run": str(dry_run).lower()},
+        tags={
+            "cleanup/trigger": "cli",
+            "cleanup/dry_run": str(dry_run).lower(),
+            **selection_tags(plans, dry_run),
+        },
     )
     with defs.resources["warehouse"].read() as con:
         rows = audit.read_run(con, result.run_id)
