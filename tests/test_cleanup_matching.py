@@ -56,15 +56,24 @@ def decide(p: Policy, tasks: list[Candidate], prices=None) -> dict[str, list[int
 @pytest.mark.parametrize(
     ("directory", "prefix", "key_prefix"),
     [
-        ("Sandbox/abc", "Sandbox", "Sandbox"),
-        ("jobs/sweep/tasks/abc", "jobs", "jobs/sweep/tasks"),
-        ("alice/experiments/abc", "alice", "alice/experiments"),
-        ("abc", "", ""),
+        ("Sandbox/00000001", "Sandbox", "Sandbox"),
+        ("jobs/sweep/tasks/00000001", "jobs", "jobs/sweep/tasks"),
+        ("alice/experiments/00000001", "alice", "alice/experiments"),
+        ("00000001", "00000001", ""),  # the directory is only the task id
+        ("elsewhere/x", "elsewhere", "elsewhere/x"),  # not ending with the id: kept whole
+        ("", "", ""),
     ],
 )
-def test_prefix_and_key_prefix(directory, prefix, key_prefix):
+def test_prefix_and_key_prefix_are_the_ones_the_models_derive(directory, prefix, key_prefix):
+    """A bucket/prefix seen in the marts (staging.task_facts) is one a policy can name."""
+    from tests.test_models_units import stage, stg_row
+
     t = task(1, directory=directory)
     assert (t.prefix, t.key_prefix) == (prefix, key_prefix)
+    (fact,) = stage(
+        stg_row("x", quantum_task_arn=t.arn, output_s3_directory=directory, bucket=t.bucket)
+    )
+    assert (fact["prefix"], fact["key_prefix"]) == (prefix, key_prefix)
 
 
 def test_every_match_filter():

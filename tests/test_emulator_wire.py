@@ -199,13 +199,18 @@ def test_get_quantum_task_with_queue_info_on_a_queued_task(emulator):
     assert int(queue["position"]) >= 1
     assert queue["queuePriority"] in ("Normal", "Priority")
 
-    # Without asking for it, or for a task that is not queued, there is no queueInfo.
+    # Without asking for it there is no queueInfo; for a task that is not queued it has no
+    # position and says why (what the Braket SDK's queue_position() expects).
     assert "queueInfo" not in client.get_quantum_task(quantumTaskArn=task["quantumTaskArn"])
     done = pick(emulator, "us-east-1", "COMPLETED")
     got = client.get_quantum_task(
         quantumTaskArn=done["quantumTaskArn"], additionalAttributeNames=["QueueInfo"]
     )
-    assert "queueInfo" not in got
+    assert got["queueInfo"]["position"] == "None"
+    assert got["queueInfo"]["queuePriority"] in ("Normal", "Priority")
+    assert got["queueInfo"]["message"] == (
+        "Task is in COMPLETED status. AmazonBraket does not show queue position for this status."
+    )
     assert got["numSuccessfulShots"] == done["shots"]
     assert (
         got["endedAt"].isoformat(timespec="milliseconds").replace("+00:00", "Z")

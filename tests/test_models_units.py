@@ -329,3 +329,15 @@ def test_rows_match_raw_fails_when_a_task_is_lost_or_repeated(tmp_path):
     assert result.metadata["differing_days"].value == [
         {"created_date": T0.date().isoformat(), "raw_rows": 2, "task_facts_rows": 2}
     ]
+
+
+def test_an_edit_of_the_staging_view_is_a_new_task_facts_version(tmp_path, monkeypatch):
+    """task_facts reads the view: a change to its SQL must rebuild every day of task_facts."""
+    from pipelines.models import task_facts
+
+    prices = load_prices()
+    before = task_facts.task_facts_version(prices)
+    edited = tmp_path / "stg_quantum_tasks.sql"
+    edited.write_text(task_facts.SOURCE_SQL.read_text().replace("select", "select /* v2 */", 1))
+    monkeypatch.setattr(task_facts, "SOURCE_SQL", edited)
+    assert task_facts.task_facts_version(prices) != before

@@ -65,15 +65,21 @@ class Candidate:
             tags=dict(summary.get("tags") or {}),
         )
 
+    # prefix and key_prefix are derived as staging.task_facts derives them (models/task_facts
+    # .stage_tasks), so an owner seen in the marts is one a policy can name.
     @property
     def key_prefix(self) -> str:
-        """The output directory without its last segment (the task id); '' when it has none."""
-        return self.directory.rsplit("/", 1)[0] if "/" in self.directory else ""
+        """The output directory without the task id Braket appends to the key prefix; '' when
+        the directory is only the id, the whole directory when it does not end with it."""
+        directory, task_id = self.directory, self.arn.rsplit("/", 1)[-1]
+        if directory == task_id:
+            return ""
+        return directory[: -len(task_id) - 1] if directory.endswith("/" + task_id) else directory
 
     @property
     def prefix(self) -> str:
-        """The first segment of the key prefix: the seed's 'prefix' (Sandbox, tasks, jobs...)."""
-        return self.key_prefix.split("/", 1)[0]
+        """The first segment of the output directory: the seed's 'prefix' (Sandbox, jobs...)."""
+        return self.directory.split("/", 1)[0]
 
     @property
     def created_day(self) -> date:

@@ -187,8 +187,9 @@ class Match(_Strict):
     )
     key_prefix: Annotated[str, AfterValidator(_key_prefix)] | None = Field(
         default=None,
-        description="Glob on the output directory without its last segment (the task id): "
-        "`jobs/sweep/tasks` for `jobs/sweep/tasks/<task id>`.",
+        description="Glob on the output directory without the task id at its end: "
+        "`jobs/sweep/tasks` for `jobs/sweep/tasks/<task id>` (the whole directory when it "
+        "does not end with the id), as the marts' `key_prefix`.",
         examples=["jobs/*-sweep/tasks"],
     )
     tags: Tags | None = Field(

@@ -151,12 +151,22 @@ class Emulator:
                     }
                 }
             ).decode()
-            if "QueueInfo" in attributes and task["status"] == "QUEUED":
+            if "QueueInfo" in attributes:
+                # Asked for, it is always there (the Braket SDK's queue_position() reads it):
+                # a position while QUEUED, else position "None" and a message saying why.
+                queued = task["status"] == "QUEUED"
                 task["queueInfo"] = {
                     "queue": "QUANTUM_TASKS_QUEUE",
-                    "position": str(self.store.queue_position(tasks, seq, now)),
+                    "position": str(self.store.queue_position(tasks, seq, now))
+                    if queued
+                    else "None",
                     "queuePriority": "Priority" if tasks.cols["job"][seq] >= 0 else "Normal",
                 }
+                if not queued:
+                    task["queueInfo"]["message"] = (
+                        f"Task is in {task['status']} status. AmazonBraket does not show "
+                        "queue position for this status."
+                    )
             return task
 
     def cancel_quantum_task(self, region: str, arn: str, body: dict) -> dict:

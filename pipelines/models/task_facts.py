@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipelines.models import pricing
+from pipelines.models.sql_models import SQL_DIR
 from pipelines.models.state import (
     BuildReport,
     DayPlan,
@@ -43,6 +44,7 @@ from pipelines.models.state import (
 
 TASK_FACTS_TABLE = "staging.task_facts"
 SOURCE_VIEW = "staging.stg_quantum_tasks"
+SOURCE_SQL = SQL_DIR / "staging" / "stg_quantum_tasks.sql"
 # At most this many source rows go through Polars at once (whole days; a bigger day alone).
 CHUNK_ROWS = 1_000_000
 INSERT_BATCH_ROWS = 122_880  # DuckDB's row group size
@@ -139,9 +141,13 @@ def stage_tasks(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
 
 
 def task_facts_version(prices: pl.DataFrame) -> str:
-    here = Path(__file__)
+    """Changes with anything that shapes a row: this code, the pricing code and table, and
+    the SQL of the view it reads (an edit there must rebuild every day, as here)."""
     return version_of(
-        here.read_bytes(), Path(pricing.__file__).read_bytes(), prices.write_csv().encode()
+        Path(__file__).read_bytes(),
+        Path(pricing.__file__).read_bytes(),
+        prices.write_csv().encode(),
+        SOURCE_SQL.read_bytes(),
     )
 
 
