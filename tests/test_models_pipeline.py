@@ -47,13 +47,13 @@ def device_parts(device_arn: str) -> tuple[str | None, str | None, str | None]:
 def hand_cost(task: dict, device_type, provider, name, duration) -> float | None:
     status = task["status"]
     if device_type == "qpu":
+        if status in ("FAILED", "CANCELLED"):
+            return 0.0  # the cost tracker's rule, priced device or not
         price = next(
             (p for key, p in QPU_PRICES.items() if f"{provider}/{name}".startswith(key)), None
         )
         if price is None:
             return None
-        if status in ("FAILED", "CANCELLED"):
-            return 0.0
         return price[0] + task["shots"] * price[1] if status == "COMPLETED" else None
     per_minute = SIMULATOR_PER_MINUTE.get(name) if device_type == "simulator" else None
     if per_minute is None:

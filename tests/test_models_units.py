@@ -116,14 +116,19 @@ def test_odd_rows_become_nulls_not_errors():
     assert garbage["device_type"] is None and garbage["provider"] is None
 
 
-def test_failed_and_cancelled_qpu_tasks_cost_nothing_and_unpriced_devices_cost_null():
+def test_failed_and_cancelled_qpu_tasks_cost_nothing_and_unpriced_completed_ones_cost_null():
     facts = stage(
         stg_row("f", status="FAILED"),
         stg_row("c", status="CANCELLED", ended_at=None),
         stg_row("q", status="QUEUED", ended_at=None),
         stg_row("x", device_arn="arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"),
+        stg_row(
+            "y",
+            status="FAILED",
+            device_arn="arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q",
+        ),
     )
-    assert [f["est_cost_usd"] for f in facts] == [0.0, 0.0, None, None]
+    assert [f["est_cost_usd"] for f in facts] == [0.0, 0.0, None, None, 0.0]
 
 
 def write_model(tmp_path: Path, layer: str, name: str, text: str) -> Path:

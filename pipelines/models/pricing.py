@@ -4,9 +4,12 @@ Each price row applies to device ARNs matching its glob from its `effective_from
 later row for the same pattern. Rules (the Braket SDK cost tracker's, see braket-api.md):
 - QPU: per_task_usd + shots * per_shot_usd; FAILED and CANCELLED QPU tasks cost 0.
 - Simulator: per_minute_usd * max(duration, minimum_seconds) / 60 for COMPLETED and FAILED
-  tasks; CANCELLED cost 0; the duration is createdAt->endedAt (queue time on simulators is
-  seconds) and when it is unknown the cost is null, never a made-up 0.
-- A device with no price row (or a task still open) has a null cost.
+  tasks; CANCELLED cost 0. An upper bound: Braket bills execution time, which only the
+  task's results.json in S3 carries (executionDuration); the metadata has createdAt->endedAt,
+  which also holds the time queued (25% more than run time over the emulator's history).
+  When the duration is unknown the cost is null, never a made-up 0.
+- A device with no price row has a null cost when COMPLETED (FAILED and CANCELLED QPU tasks
+  still cost 0); a task still open has a null cost.
 Estimates only: no discounts, credits or free tier.
 """
 
@@ -90,20 +93,17 @@ def with_estimated_cost(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFra
     )
     status = pl.col("status")
     is_qpu = pl.col("device_type") == "qpu"
+    unpriced = pl.col("per_task_usd").is_null() & pl.col("per_shot_usd").is_null()
     qpu_cost = (
+        # FAILED and CANCELLED QPU tasks cost nothing, whatever the device's price.
         pl.when(status.is_in(["FAILED", "CANCELLED"]))
         .then(pl.lit(0.0))
-        .when(status == "COMPLETED")
+        .when((status == "COMPLETED") & ~unpriced)
         .then(
             pl.col("per_task_usd").fill_null(0.0)
             + pl.col("shots") * pl.col("per_shot_usd").fill_null(0.0)
         )
         .otherwise(pl.lit(None, dtype=pl.Float64))
-    )
-    qpu_cost = (
-        pl.when(pl.col("per_task_usd").is_null() & pl.col("per_shot_usd").is_null())
-        .then(None)
-        .otherwise(qpu_cost)
     )
     billed_seconds = pl.max_horizontal(
         pl.col("duration_seconds"), pl.col("minimum_seconds").fill_null(0.0)
