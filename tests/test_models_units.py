@@ -346,3 +346,27 @@ def test_an_edit_of_the_staging_view_is_a_new_task_facts_version(tmp_path, monke
     edited.write_text(task_facts.SOURCE_SQL.read_text().replace("select", "select /* v2 */", 1))
     monkeypatch.setattr(task_facts, "SOURCE_SQL", edited)
     assert task_facts.task_facts_version(prices) != before
+
+
+def test_daily_usage_sums_fail_when_a_day_was_not_rebuilt_after_a_status_change(tmp_path):
+    """The grand totals still agree (same tasks, same shots); the day and status do not."""
+    from pipelines.models.checks import daily_usage_sums_match_raw
+    from pipelines.warehouse.resource import WarehouseResource
+
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        ensure_schema(con)
+        raw_insert(con, [("a", T0, "QUEUED", 10, T0), ("b", T0, "COMPLETED", 20, T0)])
+        build_all(con)
+    warehouse = WarehouseResource(path=str(path), lock_wait_seconds=5)
+    assert daily_usage_sums_match_raw(warehouse=warehouse).passed
+
+    with duckdb.connect(str(path)) as con:  # the task ended; the models were not rebuilt
+        con.execute(
+            "UPDATE raw.quantum_tasks SET status = 'COMPLETED' WHERE quantum_task_arn = ?",
+            [task_arn("a")],
+        )
+    result = daily_usage_sums_match_raw(warehouse=warehouse)
+    assert not result.passed
+    assert [(e["status"], e["raw_tasks"], e["mart_tasks"]) for e in
+            result.metadata["examples"].value] == [("COMPLETED", 2, 1), ("QUEUED", None, 1)]  # fmt: skip

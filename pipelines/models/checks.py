@@ -1,7 +1,9 @@
 """Asset checks that tie the models to raw.quantum_tasks: nothing lost, nothing counted twice.
 
 - task_facts   rows_match_raw (blocking): per day, raw's row count and set of ARNs
-- daily_usage, weekly_usage, monthly_usage
+- daily_usage  sums_match_raw: per day and status, tasks and shots equal raw's; per day,
+               estimated cost equals task_facts'
+- weekly_usage, monthly_usage
                sums_match_raw: tasks and shots add up to raw's count and shots, estimated
                cost to task_facts' total
 - bucket_prefix_tasks
@@ -87,6 +89,66 @@ def task_facts_rows_match_raw(warehouse: WarehouseResource) -> AssetCheckResult:
     )
 
 
+@asset_check(
+    asset=AssetKey("daily_usage"),
+    name=CHECK_SUMS_MATCH_RAW,
+    description="marts.daily_usage: per day and status, tasks and shots equal raw's; per day, "
+    "estimated cost equals task_facts'.",
+)
+def daily_usage_sums_match_raw(warehouse: WarehouseResource) -> AssetCheckResult:
+    """Per (day, status), not only in total: a day the incremental build missed (a status that
+    changed, a task that moved) shows here even when the grand totals still agree."""
+    with warehouse.read() as con:
+        differing = con.execute(
+            f"""
+            WITH r AS (
+                SELECT created_date AS day, coalesce(status, '') AS status, count(*) AS tasks,
+                       coalesce(sum(shots), 0) AS shots
+                FROM raw.quantum_tasks GROUP BY ALL
+            ),
+            m AS (
+                SELECT day, coalesce(status, '') AS status, sum(tasks) AS tasks,
+                       coalesce(sum(shots), 0) AS shots
+                FROM marts.daily_usage GROUP BY ALL
+            ),
+            rc AS (
+                SELECT created_date AS day, coalesce(sum(est_cost_usd), 0) AS cost
+                FROM staging.task_facts GROUP BY ALL
+            ),
+            mc AS (
+                SELECT day, coalesce(sum(est_cost_usd), 0) AS cost
+                FROM marts.daily_usage GROUP BY ALL
+            )
+            SELECT day::VARCHAR, status, r.tasks, m.tasks, r.shots, m.shots, NULL, NULL
+            FROM r FULL JOIN m USING (day, status)
+            WHERE r.tasks IS DISTINCT FROM m.tasks OR r.shots IS DISTINCT FROM m.shots
+            UNION ALL
+            SELECT day::VARCHAR, '(cost)', NULL, NULL, NULL, NULL, rc.cost, mc.cost
+            FROM rc FULL JOIN mc USING (day)
+            WHERE abs(coalesce(rc.cost, 0) - coalesce(mc.cost, 0)) > {COST_TOLERANCE_USD}
+            ORDER BY 1, 2
+            """
+        ).fetchall()
+    examples = [
+        dict(
+            zip(
+                ("day", "status", "raw_tasks", "mart_tasks", "raw_shots", "mart_shots",
+                 "task_facts_cost", "mart_cost"),
+                row,
+                strict=True,
+            )
+        )
+        for row in differing[:10]
+    ]  # fmt: skip
+    return AssetCheckResult(
+        passed=not differing,
+        metadata={
+            "groups_differing": MetadataValue.int(len(differing)),
+            "examples": MetadataValue.json(examples),
+        },
+    )
+
+
 def _usage_check(model: str, table: str):
     @asset_check(
         asset=AssetKey(model),
@@ -146,7 +208,7 @@ def queue_backlog_sums_match_raw(warehouse: WarehouseResource) -> AssetCheckResu
 
 MODEL_CHECKS = [
     task_facts_rows_match_raw,
-    _usage_check("daily_usage", "marts.daily_usage"),
+    daily_usage_sums_match_raw,
     _usage_check("weekly_usage", "marts.weekly_usage"),
     _usage_check("monthly_usage", "marts.monthly_usage"),
     bucket_prefix_tasks_sums_match_raw,
