@@ -320,6 +320,40 @@ def test_create_quantum_task_client_token_is_idempotent(emulator):
     assert len(emulator.ground_truth()) == before + 2
 
 
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ({"clientToken": "t" * 65}, "clientToken must be 1 to 64 characters"),
+        ({"outputS3Bucket": "b"}, "outputS3Bucket must be 3 to 63 characters"),
+        ({"outputS3KeyPrefix": ""}, "outputS3KeyPrefix must be 1 to 1024 characters"),
+        ({"tags": ["a"]}, "tags must be a map"),
+        ({"tags": {"team": 1}}, "tags must be a map"),
+    ],
+)
+def test_create_quantum_task_validates_what_the_service_model_bounds(emulator, override, says):
+    """What boto3 would refuse before sending, sent anyway: a 400 naming the field, not a 500
+    or a task with an impossible shape."""
+    args = dict(
+        clientToken="bounds",
+        deviceArn=SV1,
+        shots=100,
+        outputS3Bucket="amazon-braket-wire",
+        outputS3KeyPrefix="tasks",
+        action=ACTION,
+    )
+    before = len(emulator.ground_truth())
+    status, headers, body = raw(
+        emulator.url,
+        "POST",
+        "/quantum-task",
+        {**args, **override},
+        {"Authorization": fake_sigv4("us-west-2"), "Content-Type": "application/json"},
+    )
+    assert (status, headers["x-amzn-ErrorType"].split(":")[0]) == (400, "ValidationException")
+    assert says in body["message"]
+    assert len(emulator.ground_truth()) == before
+
+
 def test_create_quantum_task_on_retired_device_is_410(emulator):
     client = emulator.client("us-west-1")
     with pytest.raises(ClientError) as exc:

@@ -34,6 +34,14 @@ from pipelines.emulator.timefmt import parse_instant_ms
 
 ACCOUNT_ID = "123456789012"
 
+# CreateQuantumTask's string lengths (min, max), from the service model.
+_CREATE_LENGTHS = {
+    "clientToken": (1, 64),
+    "deviceArn": (1, 256),
+    "outputS3Bucket": (3, 63),
+    "outputS3KeyPrefix": (1, 1024),
+}
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:
@@ -186,6 +194,17 @@ class Emulator:
                 raise validation(f"{name} is required")
             if name != "shots" and not isinstance(body[name], str):
                 raise validation(f"{name} must be a string")
+        for name, (low, high) in _CREATE_LENGTHS.items():
+            if name in body and not low <= len(body[name]) <= high:
+                raise validation(
+                    f"{name} must be {low} to {high} characters long, got {len(body[name])}"
+                )
+        tags = body.get("tags")
+        if tags is not None and (
+            not isinstance(tags, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
+        ):
+            raise validation("tags must be a map of string keys to string values")
         shots = body["shots"]
         if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
             raise validation(f"shots must be a non-negative integer, got {shots!r}")
