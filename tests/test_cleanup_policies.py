@@ -219,6 +219,11 @@ def test_an_unquoted_tag_value_yaml_reads_as_another_type_is_an_error(value):
         ("{bucket: 's3://amazon-braket-qml'}", "match.bucket", "is not a bucket name"),
         ("{prefix: Sandbox/}", "match.prefix", "has a '/'"),
         ("{key_prefix: Sandbox/team-a/}", "match.key_prefix", "like 'Sandbox/team-a'"),
+        (
+            "{devices: ['arn:aws:braket:us-west-1::device/quantum-simulator/*']}",
+            "match.devices[0]",
+            "simulator ARNs have no region",
+        ),
     ],
 )
 def test_a_match_that_narrows_nothing_or_cannot_match_is_an_error(match, field, says):

@@ -357,6 +357,32 @@ def test_a_queued_run_honours_the_policy_file_as_it_is_when_the_run_starts(clean
     assert run_metadata(run)["policies_removed_since_planned"] == 1
 
 
+def test_an_exemption_tag_added_after_planning_still_protects_the_task(cleanup, monkeypatch):
+    """The re-read right before acting sees the task's tags now (TagResource meanwhile)."""
+    c = cleanup
+    tagged, untagged = c.insert(c.task(), c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    reread = RegionApi.get_task
+
+    def with_keep_tag(self, arn):
+        answer = reread(self, arn)
+        if arn == tagged:
+            answer = {**answer, "tags": {"keep": "true"}}
+        return answer
+
+    monkeypatch.setattr(RegionApi, "get_task", with_keep_tag)
+    run = c.run(request)
+    assert run.success
+    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] != "matched"}
+    assert (rows[tagged]["outcome"], rows[tagged]["detail"]) == (
+        audit.SKIPPED_EXEMPT,
+        "tag keep=true (when re-read)",
+    )
+    assert rows[untagged]["outcome"] == audit.CANCELLED
+    assert c.truth()[tagged]["status"] == "QUEUED" and c.cancel_calls() == 1
+
+
 def test_a_mode_other_than_dry_run_or_enforce_is_refused(cleanup):
     """A typo edited into the run config (Launchpad) must not fall through to enforce."""
     c = cleanup

@@ -29,8 +29,14 @@ from pydantic import Field
 from pipelines.braket.facts import CANCELLABLE_STATUSES, ENDED_STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup import audit, notify
-from pipelines.cleanup.matching import CONDITION_NOT_MET, EXEMPT, SELECTED, PolicyPlan
-from pipelines.cleanup.policies import Limits, Policy, load_policies
+from pipelines.cleanup.matching import (
+    CONDITION_NOT_MET,
+    EXEMPT,
+    SELECTED,
+    PolicyPlan,
+    exempt_because,
+)
+from pipelines.cleanup.policies import Exempt, Limits, Policy, load_policies
 from pipelines.warehouse.resource import WarehouseResource
 
 WAREHOUSE_POOL = "warehouse_writer"
@@ -178,6 +184,7 @@ def cancel_queued_tasks_op(
     summaries: list[dict] = []
     breaches: list[str] = []
     items = list(config.policies)
+    written: dict[str, Policy] = {}
     if config.policies_file:
         # PolicyError: the file was edited into an invalid one; act on nothing.
         written = {p.name: p for p in load_policies(config.policies_file)}
@@ -194,7 +201,8 @@ def cancel_queued_tasks_op(
     try:
         for item in items:
             mode = "dry-run" if config.dry_run or item.mode == "dry-run" else "enforce"
-            summary = _run_policy(context, api, writer, item, mode)
+            exempt = written[item.policy].exempt if item.policy in written else None
+            summary = _run_policy(context, api, writer, item, mode, exempt)
             totals.update(summary["counts"])
             summaries.append(summary)
             if summary["breach"]:
@@ -232,7 +240,9 @@ def cancel_queued_tasks_op(
     return Output(dict(totals), metadata=metadata)
 
 
-def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) -> dict:
+def _run_policy(
+    context, api, writer: _AuditWriter, item: PolicyRun, mode: str, exempt: Exempt | None
+) -> dict:
     """Steps 1-3 for one policy; returns its summary (counts, ARNs by outcome, errors)."""
     counts: Counter = Counter()
     arns: dict[str, list[str]] = defaultdict(list)
@@ -281,7 +291,7 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
     else:
         # 3. live re-check right before acting, then act
         for task in selected:
-            outcome, detail, called_cancel = _act(api, item.policy, task, mode)
+            outcome, detail, called_cancel = _act(api, item.policy, task, mode, exempt)
             if outcome == audit.ERROR:
                 errors.append(f"{task.quantum_task_arn}: {detail}")
                 context.log.warning(f"policy {item.policy}: {task.quantum_task_arn}: {detail}")
@@ -303,16 +313,18 @@ def _run_policy(context, api, writer: _AuditWriter, item: PolicyRun, mode: str) 
     }
 
 
-def _act(api, policy: str, task: TaskRef, mode: str) -> tuple[str, str, bool]:
+def _act(
+    api, policy: str, task: TaskRef, mode: str, exempt: Exempt | None = None
+) -> tuple[str, str, bool]:
     """(outcome, detail, whether CancelQuantumTask was called) for one selected task:
     re-read, then cancel or dry-run."""
-    outcome, detail = _recheck(api, task, mode)
+    outcome, detail = _recheck(api, task, mode, exempt)
     if outcome is not None:
         return outcome, detail, False
     return (*_cancel(api.regions[task.region], policy, task, detail), True)
 
 
-def _recheck(api, task: TaskRef, mode: str) -> tuple[str | None, str]:
+def _recheck(api, task: TaskRef, mode: str, exempt: Exempt | None) -> tuple[str | None, str]:
     """The live re-read: (an outcome without cancelling, detail), or (None, live status)
     when the task is to be cancelled."""
     scope = api.regions.get(task.region)
@@ -327,6 +339,9 @@ def _recheck(api, task: TaskRef, mode: str) -> tuple[str | None, str]:
     status = live.get("status")
     if status not in CANCELLABLE_STATUSES:
         return audit.SKIPPED_NOT_CANCELLABLE, f"live status {status}"
+    why = exempt and exempt_because(exempt, task.quantum_task_arn, live.get("tags") or {})
+    if why:
+        return audit.SKIPPED_EXEMPT, f"{why} (when re-read)"
     if mode == "dry-run":
         return audit.DRY_RUN, f"would cancel (live status {status})"
     return None, status

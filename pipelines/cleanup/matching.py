@@ -128,11 +128,17 @@ def matches(match: Match, task: Candidate, now: datetime) -> bool:
 
 def exemption(exempt: Exempt, task: Candidate) -> str | None:
     """Why the task is exempt, or None."""
-    if task.arn in exempt.arns:
+    return exempt_because(exempt, task.arn, task.tags)
+
+
+def exempt_because(exempt: Exempt, arn: str, tags: Mapping[str, str]) -> str | None:
+    """Why a task with this ARN and these tags is exempt, or None (also for the job's live
+    re-read, where a tag added since planning still protects the task)."""
+    if arn in exempt.arns:
         return "ARN listed in exempt.arns"
     for key, pattern in exempt.tags.items():
-        if key in task.tags and fnmatchcase(str(task.tags[key]), pattern):
-            return f"tag {key}={task.tags[key]}"
+        if key in tags and fnmatchcase(str(tags[key]), pattern):
+            return f"tag {key}={tags[key]}"
     return None
 
 

@@ -133,6 +133,13 @@ def _device_pattern(value: str) -> str:
             f"{value!r} is not a device ARN glob; write one like "
             "arn:aws:braket:us-west-1::device/qpu/rigetti/* or arn:aws:braket:*::device/qpu/*"
         )
+    region = value[len("arn:aws:braket:") :].split(":", 1)[0]
+    if "device/quantum-simulator/" in value and region not in ("", "*"):
+        raise ValueError(
+            f"{value!r} can never match: simulator ARNs have no region "
+            "(arn:aws:braket:::device/quantum-simulator/amazon/sv1); use match.regions to "
+            "limit the regions"
+        )
     return value
 
 
