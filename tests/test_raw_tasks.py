@@ -233,3 +233,31 @@ def test_a_row_without_a_usable_created_at_is_not_marked_missing_by_a_day_window
             ).fetchall()
         )
     assert later.marked_missing == 1 and rows == {"bad": False, "gone": True}
+
+
+def test_odd_shot_values_are_stored_and_flagged_not_a_failed_merge(tmp_path):
+    """A shot count that is not a whole number is kept as null and flagged; a typed read
+    failed the merge, and every later one while the API kept sending it."""
+    counts, _ = _merge(
+        tmp_path,
+        [
+            _task("text", shots="abc"),
+            _task("fraction", shots=100.5),
+            _task("none", shots=None),
+            _task("fine", shots=7),
+        ],
+    )
+    assert counts.inserted == 4
+    with connect(tmp_path / "w.duckdb") as con:
+        rows = {
+            arn.rsplit("/", 1)[1]: (shots, issues)
+            for arn, shots, issues in con.execute(
+                "SELECT quantum_task_arn, shots, data_issues FROM raw.quantum_tasks"
+            ).fetchall()
+        }
+    assert rows == {
+        "text": (None, ["unparseable_shots"]),
+        "fraction": (None, ["unparseable_shots"]),
+        "none": (None, ["missing_shots"]),
+        "fine": (7, []),
+    }

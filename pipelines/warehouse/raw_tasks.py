@@ -57,12 +57,13 @@ CONTENT_COLUMNS = (
 )
 
 # Task summary field (SearchQuantumTasks wire name) -> raw column, with the type read from the
-# spooled page bodies. Timestamps are read as text and cast below, so a bad one is flagged.
+# spooled page bodies. Timestamps and shots are read as text and cast below, so a bad value is
+# flagged (a typed read would fail the merge, and every later one while the API sends it).
 SUMMARY_FIELDS = (
     ("quantumTaskArn", "quantum_task_arn", "VARCHAR"),
     ("deviceArn", "device_arn", "VARCHAR"),
     ("status", "status", "VARCHAR"),
-    ("shots", "shots", "BIGINT"),
+    ("shots", "shots", "VARCHAR"),
     ("outputS3Bucket", "output_s3_bucket", "VARCHAR"),
     ("outputS3Directory", "output_s3_directory", "VARCHAR"),
     ("createdAt", "created_at", "VARCHAR"),
@@ -77,8 +78,8 @@ _KNOWN_STATUSES = ", ".join(f"'{s}'" for s in STATUSES)
 _DATA_ISSUES = f"""
 list_filter([
     CASE WHEN status IS NULL OR status NOT IN ({_KNOWN_STATUSES}) THEN 'unknown_status' END,
-    CASE WHEN shots IS NULL THEN 'missing_shots' WHEN shots < 0 THEN 'negative_shots'
-         WHEN shots = 0 THEN 'zero_shots' END,
+    CASE WHEN shots_text IS NULL THEN 'missing_shots' WHEN shots IS NULL THEN 'unparseable_shots'
+         WHEN shots < 0 THEN 'negative_shots' WHEN shots = 0 THEN 'zero_shots' END,
     CASE WHEN coalesce(output_s3_directory, '') = '' THEN 'empty_output_directory'
          WHEN position('/' IN output_s3_directory) = 0 THEN 'output_directory_without_prefix' END,
     CASE WHEN coalesce(output_s3_bucket, '') = '' THEN 'empty_output_bucket' END,
@@ -279,11 +280,15 @@ def _load_incoming(con, spool_files: list[Path], seen_at: datetime) -> None:
             typed AS (
                 SELECT * REPLACE (
                            timezone('UTC', try_cast(created_at AS TIMESTAMPTZ)) AS created_at,
-                           timezone('UTC', try_cast(ended_at AS TIMESTAMPTZ)) AS ended_at),
-                       created_at AS created_at_text, ended_at AS ended_at_text
+                           timezone('UTC', try_cast(ended_at AS TIMESTAMPTZ)) AS ended_at,
+                           -- whole numbers only: a cast would round 100.5 to 101 unflagged
+                           CASE WHEN regexp_full_match(shots, '-?[0-9]{{1,18}}')
+                                THEN shots::BIGINT END AS shots),
+                       created_at AS created_at_text, ended_at AS ended_at_text,
+                       shots AS shots_text
                 FROM api
             )
-            SELECT * EXCLUDE (created_at_text, ended_at_text),
+            SELECT * EXCLUDE (created_at_text, ended_at_text, shots_text),
                    split_part(quantum_task_arn, ':', 5) AS account_id,
                    coalesce(CAST(created_at AS DATE), CAST($seen AS DATE)) AS created_date,
                    {_DATA_ISSUES} AS data_issues
