@@ -9,10 +9,13 @@ The incremental contract, on one screen:
 - page          maxResults 100, botocore paginator on nextToken, pages spooled as they arrive
 - key           quantumTaskArn; upsert by ARN, never delete (raw_tasks.merge_tasks)
 - lookback      incremental runs take today and yesterday: a run just after midnight still
-                finishes yesterday, whose tasks are the ones most likely still changing
+                finishes yesterday, whose tasks are the ones most likely still changing;
+                after missed syncs, every day since the latest one materialized
+                (schedules.incremental_range_tags)
 - late updates  a run that includes today also re-reads every task of earlier days that is
-                still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING or unknown)
-                with GetQuantumTask: cost grows with open tasks, not with history
+                still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING or unknown,
+                flagged missing or not) with GetQuantumTask: cost grows with open tasks, not
+                with history
 - writes        one transaction per run after the whole pull; pool `warehouse_writer`
 - checks        arn_unique (blocking) and three warnings, run in this step after the merge
 """
