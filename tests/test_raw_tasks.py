@@ -261,3 +261,25 @@ def test_odd_shot_values_are_stored_and_flagged_not_a_failed_merge(tmp_path):
         "none": (None, ["missing_shots"]),
         "fine": (7, []),
     }
+
+
+def test_a_complete_window_of_one_account_marks_only_that_accounts_rows(tmp_path):
+    """Ready for assumed-role accounts: two accounts share a region; a scope that names its
+    account leaves the other account's rows alone."""
+    from datetime import timedelta
+
+    from pipelines.warehouse.raw_tasks import CompleteScope
+
+    other = "arn:aws:braket:us-east-1:210987654321:quantum-task/"
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("mine"), _task("theirs", quantumTaskArn=other + "theirs")])
+    day = "2026-03-01"
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, spool.files, SEEN, [])
+        mine_only = [CompleteScope("us-east-1", day, account_id="123456789012")]
+        assert merge_tasks(con, [], SEEN + timedelta(hours=1), mine_only).marked_missing == 1
+        rows = dict(
+            con.execute("SELECT account_id, is_missing_from_api FROM raw.quantum_tasks").fetchall()
+        )
+    assert rows == {"123456789012": True, "210987654321": False}

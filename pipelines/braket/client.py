@@ -121,12 +121,15 @@ class ClientSettings:
 
 
 class RegionApi:
-    """Braket calls in one scope (account, region)."""
+    """Braket calls in one scope (account, region). `account_id` None is "the caller's own
+    account", the only one today; assumed-role scopes will name theirs, and the ingest keeps
+    what a scope's pull may mark missing to that account's rows."""
 
-    def __init__(self, region: str, client, stats: ApiStats):
+    def __init__(self, region: str, client, stats: ApiStats, account_id: str | None = None):
         self.region = region
         self.client = client
         self.stats = stats
+        self.account_id = account_id
 
     def search_pages(self, filters: list[dict], page_size: int = PAGE_SIZE) -> Iterator[list[dict]]:
         """SearchQuantumTasks, one page of task summaries at a time (memory bounded by a page).

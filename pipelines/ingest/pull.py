@@ -103,7 +103,9 @@ def _pull_region(
             write(page)
             total += len(page)
     days = window.days()
-    complete = [CompleteScope(scope.region, day.isoformat()) for day in days]
+    complete = [
+        CompleteScope(scope.region, day.isoformat(), account_id=scope.account_id) for day in days
+    ]
     return scope.region, total, complete, f"{scope.region}: {total:,} tasks, {len(days)} day(s)"
 
 
@@ -247,7 +249,7 @@ def refresh_tasks(
         return (
             scope.region,
             len(arns) - len(missing),
-            [CompleteScope(scope.region, None, tuple(missing))],
+            [CompleteScope(scope.region, None, tuple(missing), scope.account_id)],
         )
 
     return _run_per_region(api, refresh_region)

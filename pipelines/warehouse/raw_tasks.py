@@ -112,11 +112,13 @@ class MergeCounts:
 class CompleteScope:
     """A window that was pulled completely: warehouse rows in it the API did not return are
     missing from the API. `created_date` None means "only the ARNs in `missing_arns`"
-    (refresh)."""
+    (refresh). `account_id` None: every account's rows of the region (one account today);
+    an assumed-role scope names its account, so its pull marks only that account's rows."""
 
     region: str
     created_date: str | None = None
     missing_arns: tuple[str, ...] = ()
+    account_id: str | None = None
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -319,9 +321,14 @@ def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE complete_days AS
-        SELECT unnest(?::VARCHAR[]) AS region, unnest(?::DATE[]) AS created_date
+        SELECT unnest(?::VARCHAR[]) AS region, unnest(?::DATE[]) AS created_date,
+               unnest(?::VARCHAR[]) AS account_id
         """,
-        [[s.region for s in windows], [s.created_date for s in windows]],
+        [
+            [s.region for s in windows],
+            [s.created_date for s in windows],
+            [s.account_id for s in windows],
+        ],
     )
     # The merge has set last_seen_at to this pull's instant on every row the pull returned,
     # so "not in this pull" is a filter, not an anti join against every pulled ARN; rows a
@@ -335,7 +342,8 @@ def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
                AND NOT list_has_any(t.data_issues, ['missing_created_at', 'unparseable_created_at'])
                AND EXISTS (
                   SELECT 1 FROM complete_days c
-                  WHERE c.region = t.region AND c.created_date = t.created_date))
+                  WHERE c.region = t.region AND c.created_date = t.created_date
+                    AND (c.account_id IS NULL OR c.account_id = t.account_id)))
               OR t.quantum_task_arn IN (SELECT unnest($arns::VARCHAR[])))
         """,
         {"seen": seen_at, "arns": arns},
