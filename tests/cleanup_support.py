@@ -89,10 +89,8 @@ class Cleanup:
         self.monkeypatch.setenv("BRAKET_POLICIES", str(path))
         return path
 
-    def tick(self, cursor: str | None = None):
-        context = build_sensor_context(
-            instance=self.instance, resources=self.resources, cursor=cursor
-        )
+    def tick(self):
+        context = build_sensor_context(instance=self.instance, resources=self.resources)
         return queued_task_cleanup(context)
 
     def run(self, request: RunRequest | dict):

@@ -274,3 +274,12 @@ def test_one_task_outcomes(scope, mode, outcome, detail):
 def test_a_region_that_is_not_configured_is_an_error():
     ref = TaskRef(quantum_task_arn=REF.quantum_task_arn, region="eu-north-1")
     assert _act(FakeApi(FakeScope()), "p", ref, "enforce")[0] == audit.ERROR
+
+
+def test_the_run_config_names_the_policy_file_by_its_absolute_path(tmp_path, monkeypatch):
+    """A re-execution from the UI runs in the webserver's or daemon's directory."""
+    from pipelines.cleanup.job import OP_NAME, run_config_for
+
+    monkeypatch.chdir(tmp_path)
+    config = run_config_for([], policies_file="policies.yaml")["ops"][OP_NAME]["config"]
+    assert config["policies_file"] == str(tmp_path / "policies.yaml")

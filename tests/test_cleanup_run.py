@@ -5,7 +5,7 @@ import json
 import threading
 
 import pytest
-from dagster import DagsterInvalidConfigError, SensorResult
+from dagster import DagsterInvalidConfigError, RunRequest, SensorResult
 
 from pipelines.braket.client import RegionApi
 from pipelines.cleanup import audit
@@ -602,3 +602,83 @@ def test_a_dry_run_selection_is_recorded_once_and_enforced_when_the_mode_changes
     (request,) = c.tick().run_requests
     assert c.run(request).success
     assert c.truth()[target]["status"] in ("CANCELLING", "CANCELLED")
+
+
+def test_a_run_turned_into_a_dry_run_does_not_count_as_acting_on_an_enforcing_selection(
+    cleanup,
+):
+    """Queued while the operator switched the policy to dry-run: when it is back to enforce,
+    the same selection is requested again and cancelled."""
+    c = cleanup
+    (target,) = c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (first,) = c.tick().run_requests
+    c.policies(SANDBOX_EXAMPLE.replace("mode: enforce", "mode: dry-run"))
+    assert c.run(first).success and c.cancel_calls() == 0
+    c.policies(SANDBOX_EXAMPLE)
+    (again,) = c.tick().run_requests
+    assert again.run_key != first.run_key
+    assert c.run(again).success
+    assert c.truth()[target]["status"] in ("CANCELLING", "CANCELLED")
+
+
+def test_a_policy_enforce_run_whose_process_died_does_not_block_the_policy(cleanup):
+    import socket
+    import subprocess
+
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    c = cleanup
+    c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    selection = {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+    orphan = create_run_for_test(
+        c.instance,
+        job_name="cancel_queued_tasks",
+        status=DagsterRunStatus.STARTED,
+        tags={
+            **selection,
+            "cleanup/cli_host": socket.gethostname(),
+            "cleanup/cli_pid": str(dead.pid),
+        },
+    )
+    (retry,) = c.tick().run_requests  # not "still in flight"
+    assert c.instance.get_run_by_id(orphan.run_id).status == DagsterRunStatus.FAILURE
+    assert retry.run_key.endswith("-2")
+
+
+def test_a_run_an_operator_terminated_is_not_requested_again(cleanup):
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    c = cleanup
+    c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    create_run_for_test(
+        c.instance, job_name="cancel_queued_tasks", status=DagsterRunStatus.CANCELED,
+        tags=request.tags,
+    )  # fmt: skip
+    held = c.tick()
+    assert not held.run_requests and "was terminated" in held.skip_reason.skip_message
+
+
+def test_a_limit_breach_of_a_cli_run_is_not_requested_again_by_the_sensor(cleanup):
+    """The job tags what it did per policy; a CLI run has no sensor tags to go by."""
+    c = cleanup
+    c.insert(c.task(), c.task(), c.task())
+    c.policies(SANDBOX_EXAMPLE.replace("max_cancellations: 50", "max_cancellations: 2"))
+    (request,) = c.tick().run_requests
+    selection = {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+    cli_like = RunRequest(run_key=None, run_config=request.run_config, tags=selection)
+    run = c.run(cli_like)
+    assert not run.success
+    assert c.instance.get_run_by_id(run.run_id).tags["cleanup-outcome/sandbox-cleanup"] == (
+        "limit-exceeded"
+    )
+    held = c.tick()
+    assert not held.run_requests and "over its limits" in held.skip_reason.skip_message

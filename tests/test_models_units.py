@@ -129,6 +129,12 @@ def test_failed_and_cancelled_qpu_tasks_cost_nothing_and_unpriced_completed_ones
         ),
     )
     assert [f["est_cost_usd"] for f in facts] == [0.0, 0.0, None, None, 0.0]
+    unpriced_simulator = "arn:aws:braket:::device/quantum-simulator/amazon/xx1"
+    cancelled, failed = stage(
+        stg_row("sc", device_arn=unpriced_simulator, status="CANCELLED"),
+        stg_row("sf", device_arn=unpriced_simulator, status="FAILED"),
+    )
+    assert (cancelled["est_cost_usd"], failed["est_cost_usd"]) == (0.0, None)
 
 
 def write_model(tmp_path: Path, layer: str, name: str, text: str) -> Path:

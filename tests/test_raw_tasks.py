@@ -283,3 +283,44 @@ def test_a_complete_window_of_one_account_marks_only_that_accounts_rows(tmp_path
             con.execute("SELECT account_id, is_missing_from_api FROM raw.quantum_tasks").fetchall()
         )
     assert rows == {"123456789012": True, "210987654321": False}
+
+
+def test_a_merge_that_commits_late_does_not_clear_a_newer_missing_flag(tmp_path):
+    from datetime import timedelta
+
+    from pipelines.warehouse.raw_tasks import CompleteScope
+
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("x")])
+    day = [CompleteScope("us-east-1", "2026-03-01")]
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, spool.files, SEEN, [])
+        merge_tasks(con, [], SEEN + timedelta(hours=2), day)  # a newer pull: gone
+        late = merge_tasks(con, spool.files, SEEN + timedelta(hours=1), [])  # an older pull
+        row = con.execute(
+            "SELECT is_missing_from_api, updated_at FROM raw.quantum_tasks"
+        ).fetchone()
+    assert late.updated == 0
+    assert row == (True, (SEEN + timedelta(hours=2)).replace(tzinfo=None))
+
+
+def test_a_task_the_refresh_gets_a_404_for_is_flagged_once_and_not_asked_again(tmp_path):
+    from datetime import timedelta
+
+    from pipelines.ingest.assets import open_tasks_before
+    from pipelines.warehouse.raw_tasks import CompleteScope
+
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("open", status="QUEUED", endedAt=None)])
+    forgotten = [CompleteScope("us-east-1", None, (ARN + "open",))]
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, spool.files, SEEN, [])
+        later = datetime(2026, 3, 10, tzinfo=UTC).date()
+        assert open_tasks_before(con, later, ["us-east-1"]) == {"us-east-1": [ARN + "open"]}
+        assert merge_tasks(con, [], SEEN + timedelta(hours=1), forgotten).marked_missing == 1
+        assert merge_tasks(con, [], SEEN + timedelta(hours=2), forgotten).marked_missing == 0
+        assert open_tasks_before(con, later, ["us-east-1"]) == {}
+        (issues,) = con.execute("SELECT data_issues FROM raw.quantum_tasks").fetchone()
+    assert issues == ["not_found_on_refresh"]

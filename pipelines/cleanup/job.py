@@ -8,8 +8,8 @@ limits, scope size and the tasks with their decision. The op, per policy:
    records `limit_exceeded` for each selected task and cancels nothing for that policy
    (the run fails at the end, after every policy is handled and the summary is posted);
 3. for each selected task: GetQuantumTask right before acting (skip unless still CREATED or
-   QUEUED), then CancelQuantumTask with a deterministic clientToken (a retry of the run
-   never acts twice) - or, in dry-run, records `dry_run` and calls nothing;
+   QUEUED and not exempt now), then CancelQuantumTask with a deterministic clientToken (a
+   retry of the run never acts twice) - or, in dry-run, records `dry_run` and calls nothing;
 4. writes the audit in short transactions (pool `warehouse_writer`), and the run's metadata
    counts outcomes. The run fails when a limit was exceeded or a task could not be acted on
    (an `error` row), after the audit and the summary are written.
@@ -100,20 +100,20 @@ def _as_written_now(item: PolicyRun, now: Policy | None) -> PolicyRun | None:
 
 
 SELECTION_TAG_PREFIX = "cleanup-selection/"
+# What a run did with each policy, set by the op: enforced, dry-run, limit-exceeded, errors or
+# skipped (removed from the file since planned). The sensor counts a selection as acted on
+# only when its run did what the policy asked (a dry run of an enforcing policy is not).
+OUTCOME_TAG_PREFIX = "cleanup-outcome/"
+# Set on `policy enforce` runs (in process): the sensor ends a STARTED run whose process died.
+CLI_HOST_TAG, CLI_PID_TAG = "cleanup/cli_host", "cleanup/cli_pid"
 
 
-def selection_tags(plans: list[PolicyPlan], dry_run: bool = False) -> dict[str, str]:
+def selection_tags(plans: list[PolicyPlan]) -> dict[str, str]:
     """Run tags naming what the run acts on: `cleanup-selection/<policy>` = its selection
     hash, for each policy that selects tasks. The sensor reads them (sensor and CLI runs
-    alike) to see which policies have a run in flight and which selections were acted on.
-    A dry run forced on an enforcing policy (`policy enforce --dry-run`) is marked, so the
-    sensor does not take that selection as acted on."""
-    return {
-        f"{SELECTION_TAG_PREFIX}{p.policy.name}": p.selection_hash
-        + ("-forced-dry-run" if dry_run and p.policy.mode != "dry-run" else "")
-        for p in plans
-        if p.selected
-    }
+    alike) to see which policies have a run in flight and, with the outcome tags, which
+    selections were acted on."""
+    return {f"{SELECTION_TAG_PREFIX}{p.policy.name}": p.selection_hash for p in plans if p.selected}
 
 
 def run_config_for(
@@ -135,7 +135,9 @@ def run_config_for(
                 "tasks": tasks,
             }
         )
-    config = {"policies": policies, "dry_run": dry_run, "policies_file": str(policies_file)}
+    # Absolute: a re-execution from the UI runs in the webserver's or daemon's directory.
+    file = str(Path(policies_file).resolve()) if policies_file else ""
+    config = {"policies": policies, "dry_run": dry_run, "policies_file": file}
     return {"ops": {OP_NAME: {"config": config}}}
 
 
@@ -185,8 +187,10 @@ def cancel_queued_tasks_op(
     breaches: list[str] = []
     items = list(config.policies)
     written: dict[str, Policy] = {}
+    outcomes: dict[str, str] = {}  # policy -> what this run did with it (OUTCOME_TAG_PREFIX)
     if config.policies_file:
-        # PolicyError: the file was edited into an invalid one; act on nothing.
+        # PolicyError (unreadable, or edited into an invalid file): the run fails before
+        # acting on anything, with every problem listed.
         written = {p.name: p for p in load_policies(config.policies_file)}
         items = []
         for item in config.policies:
@@ -195,6 +199,7 @@ def cancel_queued_tasks_op(
                 context.log.warning(
                     f"policy {item.policy} is no longer in {config.policies_file}: skipped"
                 )
+                outcomes[item.policy] = "skipped"
             else:
                 items.append(current)
 
@@ -207,8 +212,22 @@ def cancel_queued_tasks_op(
             summaries.append(summary)
             if summary["breach"]:
                 breaches.append(f"{item.policy}: {summary['breach']}")
+            outcomes[item.policy] = (
+                "limit-exceeded"
+                if summary["breach"]
+                else "errors"
+                if summary["errors"]
+                else "enforced"
+                if mode == "enforce"
+                else "dry-run"
+            )
     finally:
-        # Whatever stopped the loop, what was decided so far reaches the audit if it can.
+        # Whatever stopped the loop, what was decided so far reaches the audit if it can, and
+        # the run says what it did per policy (the sensor reads it; a policy missing here
+        # was not finished).
+        context.instance.add_run_tags(
+            context.run_id, {f"{OUTCOME_TAG_PREFIX}{name}": v for name, v in outcomes.items()}
+        )
         try:
             writer.flush()
         except Exception as exc:  # noqa: BLE001 - log the count lost, then fail (chained)

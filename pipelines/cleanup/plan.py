@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -200,7 +202,14 @@ def enforce(
     from dagster import DagsterInstance
 
     from pipelines.cleanup import audit
-    from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
+    from pipelines.cleanup.job import (
+        CLI_HOST_TAG,
+        CLI_PID_TAG,
+        JOB_NAME,
+        OP_NAME,
+        run_config_for,
+        selection_tags,
+    )
     from pipelines.settings import ensure_dagster_home
 
     if defs is None:
@@ -228,7 +237,9 @@ def enforce(
         tags={
             "cleanup/trigger": "cli",
             "cleanup/dry_run": str(dry_run).lower(),
-            **selection_tags(plans, dry_run),
+            CLI_HOST_TAG: socket.gethostname(),
+            CLI_PID_TAG: str(os.getpid()),
+            **selection_tags(plans),
         },
     )
     with defs.resources["warehouse"].read() as con:

@@ -249,17 +249,18 @@ class Match(_Strict):
 
     @model_validator(mode="after")
     def _narrows(self) -> Match:
+        # A bare '*', min_shots 0 and min_age 0 hold for every task: they narrow nothing.
         narrowing = [
             name
             for name in type(self).model_fields
-            if name != "statuses" and getattr(self, name) not in (None, "*")
+            if name != "statuses" and getattr(self, name) not in (None, "*", 0, timedelta(0))
         ]
         if not narrowing:
             raise ValueError(
                 "match selects every cancellable task of the account; narrow it with at least "
                 "one of "
                 + ", ".join(n for n in type(self).model_fields if n != "statuses")
-                + " (a bare '*' narrows nothing)"
+                + " (a bare '*', min_shots 0 or min_age 0 narrows nothing)"
             )
         return self
 

@@ -4,16 +4,21 @@ Each tick: load the policy file (BRAKET_POLICIES, default policies.yaml; an inva
 fails the tick loudly), search each needed region for CREATED and QUEUED tasks, plan every
 policy. A policy's selection is identified by a hash of the policy as written and the
 selected ARNs; runs carry it as the tag `cleanup-selection/<policy>` (CLI runs too). For each
-policy that selects tasks, the run history decides:
+policy that selects tasks, the run history decides (what a run did with each policy is its
+tag `cleanup-outcome/<policy>`, set by the job):
 - a run of the policy is queued or running: wait (cancelling at 2/s can take minutes, and
-  the set shrinks meanwhile), so runs for one policy never overlap;
-- a run acted on this selection and succeeded: nothing to do (a dry-run policy's set stays
-  selected tick after tick, and is recorded once);
-- runs of this selection failed on a limit: wait for the policy to change (raising the limit
-  makes a new selection); a limit breach is requested once, so the run audits it and fails;
+  the set shrinks meanwhile), so runs for one policy never overlap; a `policy enforce` run
+  whose process is gone is marked failed instead of blocking the policy for good;
+- a run did what the policy asks with this selection (enforced it, or dry-ran a dry-run
+  policy): nothing to do; a dry run forced on an enforcing policy, or a run that skipped it
+  (removed from the file meanwhile), does not count;
+- the last run of this selection exceeded a limit: wait for the policy to change (raising
+  the limit makes a new selection); a limit breach is requested once, so the run audits it
+  and fails;
+- the last run was terminated by an operator: wait for a change;
 - runs of this selection failed otherwise (errors calling the API, a crash): request it
-  again, up to MAX_ATTEMPTS runs; run_key cleanup-<policy>-<hash>-<attempt>, so the daemon
-  never launches one attempt twice.
+  again, up to MAX_ATTEMPTS failed runs; run_key cleanup-<policy>-<hash>-<n>, so the daemon
+  never launches one request twice.
 
 Off by default (DefaultSensorStatus.STOPPED) so nothing is cancelled by surprise; start it
 in the UI (Automation -> queued_task_cleanup -> Start) or with
@@ -22,6 +27,7 @@ BRAKET_CLEANUP_INTERVAL seconds (default 60).
 """
 
 import os
+import socket
 import warnings
 
 from dagster import (
@@ -38,14 +44,18 @@ from dagster import (
 
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup.job import (
+    CLI_HOST_TAG,
+    CLI_PID_TAG,
     JOB_NAME,
+    OUTCOME_TAG_PREFIX,
     SELECTION_TAG_PREFIX,
     cancel_queued_tasks,
     run_config_for,
     selection_tags,
 )
-from pipelines.cleanup.matching import plan_policies
+from pipelines.cleanup.matching import PolicyPlan, plan_policies
 from pipelines.cleanup.policies import load_policies
+from pipelines.processes import gone
 from pipelines.settings import load_settings
 
 INTERVAL_ENV = "BRAKET_CLEANUP_INTERVAL"
@@ -72,14 +82,21 @@ def interval_seconds(environ=None) -> int:
 
 
 MAX_ATTEMPTS = 3  # runs of one selection that may fail before the sensor stops asking
-FAILED = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 
 
 def policies_in_flight(instance) -> set[str]:
-    """Policies with a cancel_queued_tasks run queued or running, from the sensor or the CLI."""
+    """Policies with a cancel_queued_tasks run queued or running, from the sensor or the CLI.
+    A `policy enforce` run whose process is gone (killed, OOM, a closed terminal) still says
+    STARTED, and nothing else would ever end it: it is marked failed here, or its policies
+    would wait forever."""
     runs = instance.get_runs(filters=RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
     names = set()
     for run in runs:
+        if _orphaned(run):
+            instance.report_run_failed(
+                run, f"the `policy enforce` process (pid {run.tags[CLI_PID_TAG]}) is gone"
+            )
+            continue
         names |= {
             k[len(SELECTION_TAG_PREFIX) :] for k in run.tags if k.startswith(SELECTION_TAG_PREFIX)
         }
@@ -88,28 +105,53 @@ def policies_in_flight(instance) -> set[str]:
     return names
 
 
-def _history(instance, name: str, digest: str) -> tuple[str | None, int]:
-    """(why not to request this selection, or None; how many of its runs failed)."""
+def _orphaned(run) -> bool:
+    pid, host = run.tags.get(CLI_PID_TAG), run.tags.get(CLI_HOST_TAG)
+    return bool(pid and pid.isdigit() and host == socket.gethostname() and gone(int(pid)))
+
+
+def _history(instance, plan: PolicyPlan) -> tuple[str | None, int]:
+    """(why not to request this selection, or None; how many runs it had). What each run did
+    comes from its `cleanup-outcome/<policy>` tag, set by the job: a run that was turned into
+    a dry run or skipped the policy did not act on an enforcing selection."""
+    name = plan.policy.name
     runs = instance.get_runs(
-        filters=RunsFilter(job_name=JOB_NAME, tags={f"{SELECTION_TAG_PREFIX}{name}": digest})
-    )  # newest first
-    done = next((r for r in runs if r.status == DagsterRunStatus.SUCCESS), None)
-    if done is not None:
-        return f"{name}: acted on in run {done.run_id[:8]}", 0
-    failed = [r for r in runs if r.status in FAILED]
-    if failed and failed[0].tags.get("cleanup/limit_exceeded") == "true":
-        return (
-            f"{name}: over its limits (run {failed[0].run_id[:8]}); raise them or narrow the "
-            "policy",
-            len(failed),
+        filters=RunsFilter(
+            job_name=JOB_NAME, tags={f"{SELECTION_TAG_PREFIX}{name}": plan.selection_hash}
         )
+    )  # newest first; none in flight (the caller checked)
+    done_as = "enforced" if plan.policy.mode == "enforce" else "dry-run"
+
+    def outcome(run) -> str | None:
+        found = run.tags.get(f"{OUTCOME_TAG_PREFIX}{name}")
+        if found is None and run.tags.get("cleanup/limit_exceeded") == "true":
+            return "limit-exceeded"  # runs from before the outcome tags
+        if found is None and run.status == DagsterRunStatus.SUCCESS:
+            return done_as
+        return found
+
+    done = next((r for r in runs if outcome(r) == done_as), None)
+    if done is not None:
+        return f"{name}: acted on in run {done.run_id[:8]}", len(runs)
+    if runs and outcome(runs[0]) == "limit-exceeded":
+        return (
+            f"{name}: over its limits (run {runs[0].run_id[:8]}); raise them or narrow the policy",
+            len(runs),
+        )
+    if runs and runs[0].status == DagsterRunStatus.CANCELED:
+        return (
+            f"{name}: its run {runs[0].run_id[:8]} was terminated; a change of the policy or "
+            "of its tasks is tried again",
+            len(runs),
+        )
+    failed = [r for r in runs if r.status == DagsterRunStatus.FAILURE]
     if len(failed) >= MAX_ATTEMPTS:
         return (
             f"{name}: gave up after {len(failed)} failed runs (last {failed[0].run_id[:8]}); "
             "a change of the policy or of its tasks is tried again",
-            len(failed),
+            len(runs),
         )
-    return None, len(failed)
+    return None, len(runs)
 
 
 # Dagster 1.13's @sensor passes its own beta `owners` parameter: not ours to act on.
@@ -137,21 +179,20 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
         if name in busy:
             waiting.append(name)
             continue
-        digest = plan.selection_hash
-        why_not, failed = _history(context.instance, name, digest)
+        why_not, earlier = _history(context.instance, plan)
         if why_not is not None:
             held.append(why_not)
             continue
         requests.append(
             RunRequest(
-                run_key=f"cleanup-{name}-{digest}-{failed + 1}",
+                run_key=f"cleanup-{name}-{plan.selection_hash}-{earlier + 1}",
                 run_config=run_config_for([plan], policies_file=path),
                 tags={
                     **selection_tags([plan]),
                     "cleanup/policy": name,
                     "cleanup/mode": plan.policy.mode,
                     "cleanup/selected": str(len(plan.selected)),
-                    "cleanup/attempt": str(failed + 1),
+                    "cleanup/attempt": str(earlier + 1),
                     **({"cleanup/limit_exceeded": "true"} if plan.breach else {}),
                 },
             )

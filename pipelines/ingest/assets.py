@@ -50,7 +50,12 @@ from pipelines.ingest.pull import (
     refresh_tasks,
     start_region_workers,
 )
-from pipelines.warehouse.raw_tasks import bounded_session, ensure_schema, merge_tasks
+from pipelines.warehouse.raw_tasks import (
+    NOT_FOUND_ON_REFRESH,
+    bounded_session,
+    ensure_schema,
+    merge_tasks,
+)
 from pipelines.warehouse.resource import WarehouseResource
 
 # BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to backfill in one run.
@@ -79,12 +84,14 @@ def open_tasks_before(con, first_day: date, regions: list[str]) -> dict[str, lis
     """ARNs of tasks created before `first_day` that have not ended, per region. Also those
     flagged missing: a search may stop returning a task that GetQuantumTask still answers
     (a shorter search retention, a missed result), and an open task must be re-read until it
-    ends; a GetQuantumTask answer clears the flag, a 404 keeps it."""
+    ends. Not those GetQuantumTask answered with 404 (`not_found_on_refresh`): the API has
+    forgotten them, and asking again every run would make the cost grow with history."""
     ensure_schema(con)
     rows = con.execute(
-        """
+        f"""
         SELECT region, quantum_task_arn FROM raw.quantum_tasks
         WHERE created_date < ?
+          AND NOT list_contains(data_issues, '{NOT_FOUND_ON_REFRESH}')
           AND (status IS NULL OR status NOT IN (SELECT unnest(?)))
           AND region IN (SELECT unnest(?))
         ORDER BY region, created_at

@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from pipelines.braket.client import BraketApi, ClientSettings, RegionApi
+from pipelines.processes import gone
 from pipelines.warehouse.raw_tasks import CompleteScope
 
 
@@ -125,25 +126,11 @@ def _exit_when_orphaned(parent_pid: int, every: float = 0.5) -> None:
     would leave its workers, and through them the forkserver, waiting forever."""
 
     def watch() -> None:
-        while not _gone(parent_pid):
+        while not gone(parent_pid):
             time.sleep(every)
         os._exit(1)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # killed but not yet reaped by its own parent: a zombie
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except OSError:
-        return False
 
 
 def _worker_context():

@@ -39,13 +39,15 @@ def incremental_range_tags(
     """Partition-range tags for the incremental run at `now`: yesterday..today (UTC), or from
     the latest day already materialized when syncs stopped for longer (the daemon was down,
     a weekly cron): the days in between are pulled before the API's retention forgets them.
-    An instance that never materialized a day starts at yesterday; history is a backfill."""
+    An instance that never materialized a day starts at yesterday (history is a backfill);
+    one whose latest day is an old backfill catches up from there, in one run."""
     last = now.astimezone(UTC).date()
     first = last - timedelta(days=LOOKBACK_DAYS)
     if instance is not None:
         done = instance.get_materialized_partitions(AssetKey("quantum_tasks"))
+        # Before today: a lone materialization of today must not hide the gap before it.
         latest = max(
-            (date.fromisoformat(key) for key in done if key <= last.isoformat()), default=None
+            (date.fromisoformat(key) for key in done if key < last.isoformat()), default=None
         )
         if latest is not None and latest < first:
             first = latest

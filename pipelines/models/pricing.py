@@ -8,8 +8,8 @@ later row for the same pattern. Rules (the Braket SDK cost tracker's, see braket
   task's results.json in S3 carries (executionDuration); the metadata has createdAt->endedAt,
   which also holds the time queued (25% more than run time over the emulator's history).
   When the duration is unknown the cost is null, never a made-up 0.
-- A device with no price row has a null cost when COMPLETED (FAILED and CANCELLED QPU tasks
-  still cost 0); a task still open has a null cost.
+- A device with no price row has a null cost, except what costs 0 anyway (FAILED and
+  CANCELLED QPU tasks, CANCELLED simulator tasks); a task still open has a null cost.
 Estimates only: no discounts, credits or free tier.
 """
 
@@ -109,10 +109,10 @@ def with_estimated_cost(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFra
         pl.col("duration_seconds"), pl.col("minimum_seconds").fill_null(0.0)
     )
     sim_cost = (
-        pl.when(pl.col("per_minute_usd").is_null())
-        .then(pl.lit(None, dtype=pl.Float64))
-        .when(status == "CANCELLED")
+        pl.when(status == "CANCELLED")
         .then(pl.lit(0.0))
+        .when(pl.col("per_minute_usd").is_null())
+        .then(pl.lit(None, dtype=pl.Float64))
         .when(status.is_in(["COMPLETED", "FAILED"]) & pl.col("duration_seconds").is_not_null())
         .then(pl.col("per_minute_usd") * billed_seconds / 60.0)
         .otherwise(pl.lit(None, dtype=pl.Float64))

@@ -192,8 +192,12 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
             f"{'json(t.tags)' if c == 'tags' else f't.{c}'} IS DISTINCT FROM i.{c}"
             for c in CONTENT_COLUMNS
         )
-        # A row a later pull has seen (a run that merges late) is left as that pull left it.
-        update = f"(({changed}) OR t.is_missing_from_api) AND t.last_seen_at <= $seen"
+        # A row a later pull has seen, or found missing (a run that merges late), is left as
+        # that pull left it.
+        update = (
+            f"(({changed}) OR t.is_missing_from_api) AND t.last_seen_at <= $seen"
+            " AND (NOT t.is_missing_from_api OR t.updated_at <= $seen)"
+        )
         inserted, updated, unchanged = con.execute(
             f"""
             SELECT count(*) FILTER (WHERE t.quantum_task_arn IS NULL),
@@ -310,14 +314,30 @@ def _single_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         con.execute(f"SET threads = {int(threads)}")
 
 
+NOT_FOUND_ON_REFRESH = "not_found_on_refresh"
+
+
 def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
     """Flag rows of completely pulled (region, day) windows, and refreshed ARNs the API no
     longer knows, that were not in this pull. A row without a usable createdAt is filed
     under the day it was first seen, which no createdAt search covers: only a refresh 404
-    marks it."""
+    marks it. A 404 also adds `not_found_on_refresh` to the row's data issues: the API has
+    forgotten the task, so the refresh stops asking (a later answer clears it)."""
     windows = [s for s in complete if s.created_date is not None]
     arns = [arn for s in complete for arn in s.missing_arns]
-    # One statement from two lists: executemany took 0.1 s for a 32-day backfill's 160 rows.
+    # Rows a later pull saw (a run that merges late) are left alone by both statements.
+    (forgotten,) = con.execute(
+        f"""
+        UPDATE raw.quantum_tasks AS t
+        SET is_missing_from_api = true, updated_at = $seen,
+            data_issues = list_append(t.data_issues, '{NOT_FOUND_ON_REFRESH}')
+        WHERE t.quantum_task_arn IN (SELECT unnest($arns::VARCHAR[]))
+          AND t.last_seen_at < $seen
+          AND NOT list_contains(t.data_issues, '{NOT_FOUND_ON_REFRESH}')
+        """,
+        {"seen": seen_at, "arns": arns},
+    ).fetchone()
+    # One statement from three lists: executemany took 0.1 s for a 32-day backfill's 160 rows.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE complete_days AS
@@ -331,21 +351,18 @@ def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
         ],
     )
     # The merge has set last_seen_at to this pull's instant on every row the pull returned,
-    # so "not in this pull" is a filter, not an anti join against every pulled ARN; rows a
-    # later pull saw (a run that merges late) are left alone.
+    # so "not in this pull" is a filter, not an anti join against every pulled ARN.
     (marked,) = con.execute(
         """
         UPDATE raw.quantum_tasks AS t SET is_missing_from_api = true, updated_at = $seen
         WHERE NOT t.is_missing_from_api
-          AND (
-              (t.last_seen_at < $seen
-               AND NOT list_has_any(t.data_issues, ['missing_created_at', 'unparseable_created_at'])
-               AND EXISTS (
-                  SELECT 1 FROM complete_days c
-                  WHERE c.region = t.region AND c.created_date = t.created_date
-                    AND (c.account_id IS NULL OR c.account_id = t.account_id)))
-              OR t.quantum_task_arn IN (SELECT unnest($arns::VARCHAR[])))
+          AND t.last_seen_at < $seen
+          AND NOT list_has_any(t.data_issues, ['missing_created_at', 'unparseable_created_at'])
+          AND EXISTS (
+              SELECT 1 FROM complete_days c
+              WHERE c.region = t.region AND c.created_date = t.created_date
+                AND (c.account_id IS NULL OR c.account_id = t.account_id))
         """,
-        {"seen": seen_at, "arns": arns},
+        {"seen": seen_at},
     ).fetchone()
-    return marked
+    return forgotten + marked
