@@ -401,6 +401,27 @@ def test_search_devices(emulator):
     assert [d["deviceArn"] for d in only] == [FORTE]
 
 
+def test_search_devices_pages_with_max_results_and_next_token(emulator):
+    client = emulator.client("us-east-1")
+    everything = [d["deviceArn"] for d in client.search_devices(filters=[])["devices"]]
+    pages = list(
+        client.get_paginator("search_devices").paginate(
+            filters=[], PaginationConfig={"PageSize": 2}
+        )
+    )
+    assert [len(p["devices"]) for p in pages[:-1]] == [2] * (len(pages) - 1)
+    assert [d["deviceArn"] for p in pages for d in p["devices"]] == everything
+    raw_client = emulator.client("us-east-1", parameter_validation=False)
+    for bad in (
+        {"maxResults": 0},
+        {"nextToken": "garbage"},
+        {"filters": [{"name": "deviceArn", "values": []}]},
+    ):
+        with pytest.raises(ClientError) as exc:
+            raw_client.search_devices(**{"filters": [], **bad})
+        assert_error(exc, "ValidationException", 400)
+
+
 def test_get_device(emulator):
     got = emulator.client("us-west-1").get_device(deviceArn=ANKAA_3)
     assert got["deviceArn"] == ANKAA_3

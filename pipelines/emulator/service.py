@@ -100,13 +100,7 @@ class Emulator:
     def search_quantum_tasks(self, region: str, body: dict) -> dict:
         if "filters" not in body:
             raise validation("filters is required (it may be an empty list)")
-        max_results = body.get("maxResults", 100)
-        if (
-            not isinstance(max_results, int)
-            or isinstance(max_results, bool)
-            or not 1 <= max_results <= 100
-        ):
-            raise validation(f"maxResults must be an integer from 1 to 100, got {max_results!r}")
+        max_results = _max_results(body)
         query = self.store.parse_filters(region, body["filters"])
         digest = _filters_digest(body["filters"])
         after = -1
@@ -256,15 +250,30 @@ class Emulator:
                     f"filters[{i}].name {spec.get('name')!r} is not a filter; use deviceArn"
                 )
             values = spec.get("values")
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise validation(f"filters[{i}].values must be a list of strings")
+            if (
+                not isinstance(values, list)
+                or not 1 <= len(values) <= 256
+                or not all(isinstance(v, str) for v in values)
+            ):
+                raise validation(f"filters[{i}].values must be a list of 1 to 256 strings")
             wanted = set(values) if wanted is None else wanted & set(values)  # filters AND
+        if len(body["filters"]) > 10:
+            raise validation("filters: at most 10")
+        max_results = _max_results(body)
+        digest = _filters_digest(["SearchDevices", body["filters"]])
+        start = 0
+        if body.get("nextToken") is not None:
+            start = self._read_token(body["nextToken"], region, digest) + 1
         devices = [
             _device_summary(d)
             for d in DEVICES
             if region in d.regions and (wanted is None or d.arn in wanted)
         ]
-        return {"devices": devices}
+        page = devices[start : start + max_results]
+        out: dict = {"devices": page}
+        if start + len(page) < len(devices):
+            out["nextToken"] = self._make_token(region, digest, start + len(page) - 1)
+        return out
 
     def get_device(self, region: str, arn: str) -> dict:
         device = DEVICES_BY_ARN.get(arn)
@@ -369,6 +378,13 @@ def _row(store: TaskStore, *, created, queued, started, ended, device, shots, bu
         "job": store.job_id(job),
     }
     return {k: np.asarray([v]) for k, v in values.items()}
+
+
+def _max_results(body: dict) -> int:
+    value = body.get("maxResults", 100)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100:
+        raise validation(f"maxResults must be an integer from 1 to 100, got {value!r}")
+    return value
 
 
 def _device_summary(d) -> dict:
