@@ -224,15 +224,14 @@ def cancel_queued_tasks_op(
     finally:
         # Whatever stopped the loop, what was decided so far reaches the audit if it can, and
         # the run says what it did per policy (the sensor reads it; a policy missing here
-        # was not finished).
-        context.instance.add_run_tags(
-            context.run_id, {f"{OUTCOME_TAG_PREFIX}{name}": v for name, v in outcomes.items()}
-        )
+        # was not finished, and its selection may be requested again).
         try:
             writer.flush()
         except Exception as exc:  # noqa: BLE001 - log the count lost, then fail (chained)
             context.log.error(f"could not write {len(writer.rows)} audit rows: {exc}")
             raise
+        finally:
+            _tag_outcomes(context, outcomes)
 
     if summaries and notify.webhook_url():
         notify.post(notify.summary_text(context.run_id, summaries), warn=context.log.warning)
@@ -257,6 +256,15 @@ def cancel_queued_tasks_op(
             problems.append("could not act on (see the audit's error rows): " + "; ".join(errored))
         raise Failure(description=". ".join(problems), metadata=metadata, allow_retries=False)
     return Output(dict(totals), metadata=metadata)
+
+
+def _tag_outcomes(context, outcomes: dict[str, str]) -> None:
+    try:
+        context.instance.add_run_tags(
+            context.run_id, {f"{OUTCOME_TAG_PREFIX}{name}": v for name, v in outcomes.items()}
+        )
+    except Exception as exc:  # noqa: BLE001 - the run's own error matters more
+        context.log.error(f"could not tag the run with its outcomes {outcomes}: {exc}")
 
 
 def _run_policy(
