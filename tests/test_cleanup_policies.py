@@ -233,6 +233,11 @@ def test_a_match_that_narrows_nothing_or_cannot_match_is_an_error(match, field, 
     assert f"field {field}: " in message and says in message
 
 
+def test_max_shots_0_narrows_to_zero_shot_tasks():
+    (policy,) = check_text(GOOD.replace("{bucket: amazon-braket-qml}", "{max_shots: 0}")).policies
+    assert policy.match.max_shots == 0
+
+
 def test_a_range_error_names_the_later_field_and_its_line():
     text = GOOD.replace(
         "    match: {bucket: amazon-braket-qml}\n",

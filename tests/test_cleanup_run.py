@@ -622,12 +622,31 @@ def test_a_run_turned_into_a_dry_run_does_not_count_as_acting_on_an_enforcing_se
     assert c.truth()[target]["status"] in ("CANCELLING", "CANCELLED")
 
 
-def test_a_policy_enforce_run_whose_process_died_does_not_block_the_policy(cleanup):
-    import socket
+def _started_run_of(c, request, process: dict, run_id: str | None = None):
+    """A STARTED run of the request's selection whose op recorded `process`."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+    from dagster._core.utils import make_new_run_id
+
+    run_id = run_id or make_new_run_id()
+    selection = {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+    tags = {f"cleanup-process/{k}": v for k, v in {"run": run_id, **process}.items()}
+    return create_run_for_test(
+        c.instance,
+        job_name="cancel_queued_tasks",
+        run_id=run_id,
+        status=DagsterRunStatus.STARTED,
+        tags={**selection, **tags},
+    )
+
+
+def test_a_run_whose_process_died_does_not_block_the_policy(cleanup):
+    """A killed `policy enforce` leaves its run STARTED; the sensor ends it and asks again."""
     import subprocess
 
     from dagster import DagsterRunStatus
-    from dagster._core.test_utils import create_run_for_test
+
+    from pipelines.processes import this_process
 
     c = cleanup
     c.insert(c.task())
@@ -635,20 +654,47 @@ def test_a_policy_enforce_run_whose_process_died_does_not_block_the_policy(clean
     (request,) = c.tick().run_requests
     dead = subprocess.Popen(["true"])
     dead.wait()
-    selection = {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
-    orphan = create_run_for_test(
-        c.instance,
-        job_name="cancel_queued_tasks",
-        status=DagsterRunStatus.STARTED,
-        tags={
-            **selection,
-            "cleanup/cli_host": socket.gethostname(),
-            "cleanup/cli_pid": str(dead.pid),
-        },
-    )
-    (retry,) = c.tick().run_requests  # not "still in flight"
+    orphan = _started_run_of(c, request, {**this_process(), "pid": str(dead.pid)})
+    alive = _started_run_of(c, request, this_process())  # this process: still running
+    assert c.tick().skip_reason.skip_message == "a run is still in flight for sandbox-cleanup"
     assert c.instance.get_run_by_id(orphan.run_id).status == DagsterRunStatus.FAILURE
-    assert retry.run_key.endswith("-2")
+    assert c.instance.get_run_by_id(alive.run_id).status == DagsterRunStatus.STARTED
+
+
+def test_a_re_execution_is_not_judged_by_its_parents_process(cleanup):
+    """A re-execution from the UI inherits the parent's tags, dead process included, until its
+    own op records its process: that run is in flight, not orphaned."""
+    import subprocess
+
+    from dagster import DagsterRunStatus
+
+    from pipelines.processes import this_process
+
+    c = cleanup
+    c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    child = _started_run_of(c, request, {**this_process(), "pid": str(dead.pid)})
+    tags = dict(child.tags)
+    tags["cleanup-process/run"] = "the-parent-run"
+    c.instance.add_run_tags(child.run_id, tags)
+    assert c.tick().skip_reason.skip_message == "a run is still in flight for sandbox-cleanup"
+    assert c.instance.get_run_by_id(child.run_id).status == DagsterRunStatus.STARTED
+
+
+def test_a_run_records_the_process_that_executes_it(cleanup):
+    import os
+
+    c = cleanup
+    c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    run = c.run(request)
+    tags = c.instance.get_run_by_id(run.run_id).tags
+    assert tags["cleanup-process/pid"] == str(os.getpid())
+    assert tags["cleanup-process/run"] == run.run_id
 
 
 def test_a_run_an_operator_terminated_is_not_requested_again(cleanup):
@@ -682,3 +728,17 @@ def test_a_limit_breach_of_a_cli_run_is_not_requested_again_by_the_sensor(cleanu
     )
     held = c.tick()
     assert not held.run_requests and "over its limits" in held.skip_reason.skip_message
+
+
+def test_a_breach_that_no_longer_holds_is_requested_again(cleanup):
+    """max_percent is measured against the scope: when the scope grows, the same tasks may
+    be within the limit."""
+    c = cleanup
+    c.insert(c.task(), c.task(), c.task(key_prefix="tasks"))  # 2 of 3 in scope selected
+    c.policies(SANDBOX_EXAMPLE.replace("max_percent: 100", "max_percent: 50"))
+    (request,) = c.tick().run_requests
+    assert not c.run(request).success
+    assert "over its limits" in c.tick().skip_reason.skip_message
+    c.insert(*[c.task(key_prefix="tasks") for _ in range(3)])  # now 2 of 6: 33%
+    (again,) = c.tick().run_requests
+    assert c.run(again).success

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -202,14 +200,7 @@ def enforce(
     from dagster import DagsterInstance
 
     from pipelines.cleanup import audit
-    from pipelines.cleanup.job import (
-        CLI_HOST_TAG,
-        CLI_PID_TAG,
-        JOB_NAME,
-        OP_NAME,
-        run_config_for,
-        selection_tags,
-    )
+    from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
     from pipelines.settings import ensure_dagster_home
 
     if defs is None:
@@ -237,8 +228,6 @@ def enforce(
         tags={
             "cleanup/trigger": "cli",
             "cleanup/dry_run": str(dry_run).lower(),
-            CLI_HOST_TAG: socket.gethostname(),
-            CLI_PID_TAG: str(os.getpid()),
             **selection_tags(plans),
         },
     )

@@ -250,10 +250,13 @@ class Match(_Strict):
     @model_validator(mode="after")
     def _narrows(self) -> Match:
         # A bare '*', min_shots 0 and min_age 0 hold for every task: they narrow nothing.
+        everything = {"min_shots": 0, "min_age": timedelta(0)}
         narrowing = [
             name
             for name in type(self).model_fields
-            if name != "statuses" and getattr(self, name) not in (None, "*", 0, timedelta(0))
+            if name != "statuses"
+            and getattr(self, name) not in (None, "*")
+            and getattr(self, name) != everything.get(name, None)
         ]
         if not narrowing:
             raise ValueError(

@@ -44,10 +44,9 @@ from dagster import (
 
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup.job import (
-    CLI_HOST_TAG,
-    CLI_PID_TAG,
     JOB_NAME,
     OUTCOME_TAG_PREFIX,
+    PROCESS_TAG_PREFIX,
     SELECTION_TAG_PREFIX,
     cancel_queued_tasks,
     run_config_for,
@@ -86,16 +85,18 @@ MAX_ATTEMPTS = 3  # runs of one selection that may fail before the sensor stops 
 
 def policies_in_flight(instance) -> set[str]:
     """Policies with a cancel_queued_tasks run queued or running, from the sensor or the CLI.
-    A `policy enforce` run whose process is gone (killed, OOM, a closed terminal) still says
+    A run whose process is gone (a `policy enforce` killed, OOM, a closed terminal) still says
     STARTED, and nothing else would ever end it: it is marked failed here, or its policies
     would wait forever."""
     runs = instance.get_runs(filters=RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
     names = set()
     for run in runs:
         if _orphaned(run):
-            instance.report_run_failed(
-                run, f"the `policy enforce` process (pid {run.tags[CLI_PID_TAG]}) is gone"
-            )
+            # Read again: a run that finished meanwhile must not be turned into a failure.
+            now = instance.get_run_by_id(run.run_id)
+            if now is not None and now.status == DagsterRunStatus.STARTED:
+                pid = run.tags[f"{PROCESS_TAG_PREFIX}pid"]
+                instance.report_run_failed(now, f"the process running it (pid {pid}) is gone")
             continue
         names |= {
             k[len(SELECTION_TAG_PREFIX) :] for k in run.tags if k.startswith(SELECTION_TAG_PREFIX)
@@ -106,8 +107,20 @@ def policies_in_flight(instance) -> set[str]:
 
 
 def _orphaned(run) -> bool:
-    pid, host = run.tags.get(CLI_PID_TAG), run.tags.get(CLI_HOST_TAG)
-    return bool(pid and pid.isdigit() and host == socket.gethostname() and gone(int(pid)))
+    """A STARTED run whose op recorded a process on this host that is gone. Only the tags
+    its own op wrote count (a re-execution inherits its parent's until its op starts)."""
+    tag = {
+        k[len(PROCESS_TAG_PREFIX) :]: v
+        for k, v in run.tags.items()
+        if k.startswith(PROCESS_TAG_PREFIX)
+    }
+    return (
+        run.status == DagsterRunStatus.STARTED
+        and tag.get("run") == run.run_id
+        and tag.get("host") == socket.gethostname()
+        and tag.get("pid", "").isdigit()
+        and gone(int(tag["pid"]), tag.get("started") or None)
+    )
 
 
 def _history(instance, plan: PolicyPlan) -> tuple[str | None, int]:
@@ -133,7 +146,7 @@ def _history(instance, plan: PolicyPlan) -> tuple[str | None, int]:
     done = next((r for r in runs if outcome(r) == done_as), None)
     if done is not None:
         return f"{name}: acted on in run {done.run_id[:8]}", len(runs)
-    if runs and outcome(runs[0]) == "limit-exceeded":
+    if runs and outcome(runs[0]) == "limit-exceeded" and plan.breach:
         return (
             f"{name}: over its limits (run {runs[0].run_id[:8]}); raise them or narrow the policy",
             len(runs),

@@ -325,11 +325,12 @@ def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
     forgotten the task, so the refresh stops asking (a later answer clears it)."""
     windows = [s for s in complete if s.created_date is not None]
     arns = [arn for s in complete for arn in s.missing_arns]
-    # Rows a later pull saw (a run that merges late) are left alone by both statements.
+    # Rows a later pull saw (a run that merges late) are left alone by both statements, and
+    # updated_at never moves back (the merge's late-run guard reads it).
     (forgotten,) = con.execute(
         f"""
         UPDATE raw.quantum_tasks AS t
-        SET is_missing_from_api = true, updated_at = $seen,
+        SET is_missing_from_api = true, updated_at = greatest(t.updated_at, $seen),
             data_issues = list_append(t.data_issues, '{NOT_FOUND_ON_REFRESH}')
         WHERE t.quantum_task_arn IN (SELECT unnest($arns::VARCHAR[]))
           AND t.last_seen_at < $seen
@@ -354,7 +355,8 @@ def _mark_missing(con, complete: list[CompleteScope], seen_at) -> int:
     # so "not in this pull" is a filter, not an anti join against every pulled ARN.
     (marked,) = con.execute(
         """
-        UPDATE raw.quantum_tasks AS t SET is_missing_from_api = true, updated_at = $seen
+        UPDATE raw.quantum_tasks AS t
+        SET is_missing_from_api = true, updated_at = greatest(t.updated_at, $seen)
         WHERE NOT t.is_missing_from_api
           AND t.last_seen_at < $seen
           AND NOT list_has_any(t.data_issues, ['missing_created_at', 'unparseable_created_at'])
