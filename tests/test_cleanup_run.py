@@ -528,7 +528,7 @@ def test_a_policy_with_a_run_in_flight_is_not_requested_again(cleanup, trigger):
     tags = (
         request.tags
         if trigger == "sensor"  # a CLI run carries only the selection tag of each policy
-        else {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+        else _selection_tags(request)
     )
     create_run_for_test(
         c.instance, job_name="cancel_queued_tasks", status=DagsterRunStatus.STARTED, tags=tags
@@ -622,6 +622,22 @@ def test_a_run_turned_into_a_dry_run_does_not_count_as_acting_on_an_enforcing_se
     assert c.truth()[target]["status"] in ("CANCELLING", "CANCELLED")
 
 
+def _selection_tags(request) -> dict[str, str]:
+    """The tags a CLI run of the same plan carries: only the selection of each policy."""
+    return {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+
+
+def _dead_process() -> dict[str, str]:
+    """This host's process identity, with the PID of a process that has ended."""
+    import subprocess
+
+    from pipelines.processes import this_process
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    return {**this_process(), "pid": str(dead.pid)}
+
+
 def _started_run_of(c, request, process: dict, run_id: str | None = None):
     """A STARTED run of the request's selection whose op recorded `process`."""
     from dagster import DagsterRunStatus
@@ -629,7 +645,7 @@ def _started_run_of(c, request, process: dict, run_id: str | None = None):
     from dagster._core.utils import make_new_run_id
 
     run_id = run_id or make_new_run_id()
-    selection = {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+    selection = _selection_tags(request)
     tags = {f"cleanup-process/{k}": v for k, v in {"run": run_id, **process}.items()}
     return create_run_for_test(
         c.instance,
@@ -642,8 +658,6 @@ def _started_run_of(c, request, process: dict, run_id: str | None = None):
 
 def test_a_run_whose_process_died_does_not_block_the_policy(cleanup):
     """A killed `policy enforce` leaves its run STARTED; the sensor ends it and asks again."""
-    import subprocess
-
     from dagster import DagsterRunStatus
 
     from pipelines.processes import this_process
@@ -652,9 +666,7 @@ def test_a_run_whose_process_died_does_not_block_the_policy(cleanup):
     c.insert(c.task())
     c.policies(SANDBOX_EXAMPLE)
     (request,) = c.tick().run_requests
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    orphan = _started_run_of(c, request, {**this_process(), "pid": str(dead.pid)})
+    orphan = _started_run_of(c, request, _dead_process())
     alive = _started_run_of(c, request, this_process())  # this process: still running
     assert c.tick().skip_reason.skip_message == "a run is still in flight for sandbox-cleanup"
     assert c.instance.get_run_by_id(orphan.run_id).status == DagsterRunStatus.FAILURE
@@ -664,19 +676,13 @@ def test_a_run_whose_process_died_does_not_block_the_policy(cleanup):
 def test_a_re_execution_is_not_judged_by_its_parents_process(cleanup):
     """A re-execution from the UI inherits the parent's tags, dead process included, until its
     own op records its process: that run is in flight, not orphaned."""
-    import subprocess
-
     from dagster import DagsterRunStatus
-
-    from pipelines.processes import this_process
 
     c = cleanup
     c.insert(c.task())
     c.policies(SANDBOX_EXAMPLE)
     (request,) = c.tick().run_requests
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    child = _started_run_of(c, request, {**this_process(), "pid": str(dead.pid)})
+    child = _started_run_of(c, request, _dead_process())
     tags = dict(child.tags)
     tags["cleanup-process/run"] = "the-parent-run"
     c.instance.add_run_tags(child.run_id, tags)
@@ -719,7 +725,7 @@ def test_a_limit_breach_of_a_cli_run_is_not_requested_again_by_the_sensor(cleanu
     c.insert(c.task(), c.task(), c.task())
     c.policies(SANDBOX_EXAMPLE.replace("max_cancellations: 50", "max_cancellations: 2"))
     (request,) = c.tick().run_requests
-    selection = {k: v for k, v in request.tags.items() if k.startswith("cleanup-selection/")}
+    selection = _selection_tags(request)
     cli_like = RunRequest(run_key=None, run_config=request.run_config, tags=selection)
     run = c.run(cli_like)
     assert not run.success

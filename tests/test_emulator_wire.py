@@ -302,15 +302,19 @@ def test_create_quantum_task(emulator):
     assert arn in {t["quantumTaskArn"] for t in emulator.ground_truth()}
 
 
+# A valid CreateQuantumTask in us-west-2, without its clientToken.
+CREATE_ARGS = dict(
+    deviceArn=SV1,
+    shots=100,
+    outputS3Bucket="amazon-braket-wire",
+    outputS3KeyPrefix="tasks",
+    action=ACTION,
+)
+
+
 def test_create_quantum_task_client_token_is_idempotent(emulator):
     client = emulator.client("us-west-2")
-    args = dict(
-        deviceArn=SV1,
-        shots=100,
-        outputS3Bucket="amazon-braket-wire",
-        outputS3KeyPrefix="tasks",
-        action=ACTION,
-    )
+    args = CREATE_ARGS
     before = len(emulator.ground_truth())
     first = client.create_quantum_task(clientToken="same-token", **args)["quantumTaskArn"]
     again = client.create_quantum_task(clientToken="same-token", **args)["quantumTaskArn"]
@@ -333,14 +337,7 @@ def test_create_quantum_task_client_token_is_idempotent(emulator):
 def test_create_quantum_task_validates_what_the_service_model_bounds(emulator, override, says):
     """What boto3 would refuse before sending, sent anyway: a 400 naming the field, not a 500
     or a task with an impossible shape."""
-    args = dict(
-        clientToken="bounds",
-        deviceArn=SV1,
-        shots=100,
-        outputS3Bucket="amazon-braket-wire",
-        outputS3KeyPrefix="tasks",
-        action=ACTION,
-    )
+    args = {"clientToken": "bounds", **CREATE_ARGS}
     before = len(emulator.ground_truth())
     status, headers, body = raw(
         emulator.url,

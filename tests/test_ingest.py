@@ -60,6 +60,16 @@ def materialization(result, key="quantum_tasks") -> dict:
     raise AssertionError(f"no materialization of {key}")
 
 
+def ingest_checks(result) -> dict[str, bool]:
+    """Check name -> passed, for the checks of quantum_tasks in a sync's result."""
+    return {
+        e.event_specific_data.check_name: e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.asset_key.to_user_string() == "quantum_tasks"
+    }
+
+
 def test_full_backfill_equals_ground_truth(pipeline, emulator):
     result = backfill(pipeline, emulator)
     assert_matches_truth(pipeline, emulator)
@@ -72,13 +82,7 @@ def test_full_backfill_equals_ground_truth(pipeline, emulator):
         "SELECT count(*) FROM raw.quantum_tasks WHERE created_date <> CAST(created_at AS DATE)"
     )[0]
     assert bad == 0
-    checks = {
-        e.event_specific_data.asset_check_key.name: e.event_specific_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.asset_check_key.asset_key.to_user_string() == "quantum_tasks"
-    }
-    assert checks == {
+    assert ingest_checks(result) == {
         "arn_unique": True,
         "required_fields_present": True,
         "shots_not_negative": True,
@@ -266,13 +270,7 @@ def test_odd_data_is_stored_and_flagged(emulator, pipeline):
     } <= flags
     assert truth_by_arn(emulator).keys() == warehouse_by_arn(pipeline).keys()
     # The warning checks see them; warnings do not fail the run.
-    checks = {
-        e.event_specific_data.check_name: e.event_specific_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.asset_key.to_user_string() == "quantum_tasks"
-    }
-    assert checks == {
+    assert ingest_checks(result) == {
         "arn_unique": True,
         "required_fields_present": True,
         "shots_not_negative": False,

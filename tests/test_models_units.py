@@ -318,16 +318,24 @@ def test_top_owners_rank_buckets_and_prefixes_by_shots_or_cost(tmp_path):
         top_owners(con, "shots; drop table raw.quantum_tasks")
 
 
-def test_rows_match_raw_fails_when_a_task_is_lost_or_repeated(tmp_path):
-    from pipelines.models.checks import task_facts_rows_match_raw
+def built_warehouse(tmp_path, rows: list[tuple]):
+    """(DuckDB path, WarehouseResource) with `rows` in raw (raw_insert's form), models built."""
     from pipelines.warehouse.resource import WarehouseResource
 
     path = tmp_path / "w.duckdb"
     with duckdb.connect(str(path)) as con:
         ensure_schema(con)
-        raw_insert(con, [("a", T0, "COMPLETED", 1, T0), ("b", T0, "COMPLETED", 1, T0)])
+        raw_insert(con, rows)
         build_all(con)
-    warehouse = WarehouseResource(path=str(path), lock_wait_seconds=5)
+    return path, WarehouseResource(path=str(path), lock_wait_seconds=5)
+
+
+def test_rows_match_raw_fails_when_a_task_is_lost_or_repeated(tmp_path):
+    from pipelines.models.checks import task_facts_rows_match_raw
+
+    path, warehouse = built_warehouse(
+        tmp_path, [("a", T0, "COMPLETED", 1, T0), ("b", T0, "COMPLETED", 1, T0)]
+    )
     assert task_facts_rows_match_raw(warehouse=warehouse).passed
 
     with duckdb.connect(str(path)) as con:  # same count, but b is gone and a is there twice
@@ -357,14 +365,10 @@ def test_an_edit_of_the_staging_view_is_a_new_task_facts_version(tmp_path, monke
 def test_daily_usage_sums_fail_when_a_day_was_not_rebuilt_after_a_status_change(tmp_path):
     """The grand totals still agree (same tasks, same shots); the day and status do not."""
     from pipelines.models.checks import daily_usage_sums_match_raw
-    from pipelines.warehouse.resource import WarehouseResource
 
-    path = tmp_path / "w.duckdb"
-    with duckdb.connect(str(path)) as con:
-        ensure_schema(con)
-        raw_insert(con, [("a", T0, "QUEUED", 10, T0), ("b", T0, "COMPLETED", 20, T0)])
-        build_all(con)
-    warehouse = WarehouseResource(path=str(path), lock_wait_seconds=5)
+    path, warehouse = built_warehouse(
+        tmp_path, [("a", T0, "QUEUED", 10, T0), ("b", T0, "COMPLETED", 20, T0)]
+    )
     assert daily_usage_sums_match_raw(warehouse=warehouse).passed
 
     with duckdb.connect(str(path)) as con:  # the task ended; the models were not rebuilt
