@@ -31,9 +31,11 @@ from pathlib import Path
 import boto3
 import duckdb
 
-from bench.emulator_process import BIN, served_emulator
+from bench.emulator_process import BIN, cpu_seconds, served_emulator, serving
 from bench.process_tree import descendants, vm_hwm_mb
+from pipelines.braket.client import BraketApi, ClientSettings
 from pipelines.braket.facts import PAGE_SIZE, QUOTAS, REGIONS
+from pipelines.ingest.pull import CreatedWindow, Spool, _pull_region
 
 
 def seed_style_pull(url: str) -> int:
@@ -158,6 +160,23 @@ class TreePeakRss(threading.Thread):
         self.join()
 
 
+def cpu_per_page(url: str, emulator_pid: int, tmp: Path, days: int) -> tuple[float, float, int]:
+    """CPU seconds per page of the sync's own pull code (one region, in this warmed-up
+    process: botocore's request, orjson, the spool) and of the emulator serving it.
+    Returns (client, emulator, pages) of the second walk."""
+    api = BraketApi(ClientSettings(endpoint_url=url, regions=(REGIONS[0],), pace_at_quota=False))
+    today = datetime.now(UTC).date()
+    window = CreatedWindow(today - timedelta(days=days), today, open_ended=True)
+    for _ in range(2):  # the first walk warms up
+        before = api.stats.snapshot().get("pages", 0)
+        client, server = time.process_time(), cpu_seconds(emulator_pid)
+        with tempfile.TemporaryDirectory(dir=tmp) as spool:
+            _pull_region(api.regions[REGIONS[0]], window, Spool(Path(spool)))
+        client, server = time.process_time() - client, cpu_seconds(emulator_pid) - server
+        pages = api.stats.snapshot()["pages"] - before
+    return client / pages, server / pages, pages
+
+
 def throughput(tmp: Path, tasks: int, rounds: int) -> None:
     print(f"\n-- ingest throughput: {tasks:,} tasks, 30 days, throttling off, best of {rounds}")
     fast = {"BRAKET_PACE_AT_QUOTA": "false"}
@@ -168,9 +187,10 @@ def throughput(tmp: Path, tasks: int, rounds: int) -> None:
         "merge": [],
         "cli": [],
     }
-    with served_emulator(
+    with serving(
         "--throttle", "off", "--tasks", str(tasks), "--days", "30", "--seed", "5"
-    ) as url:
+    ) as emulator:
+        url = emulator.url
         for i in range(rounds):
             began = time.perf_counter()
             count = seed_style_pull(url)
@@ -181,6 +201,8 @@ def throughput(tmp: Path, tasks: int, rounds: int) -> None:
             runs["merge"].append((float(metadata["merge_seconds"]), count))
             seconds, count, _ = sync_process(url, tmp / f"cli{i}.duckdb", 31, fast)
             runs["cli"].append((seconds, count))
+            pages = int(metadata["pages"])
+        per_page = min(cpu_per_page(url, emulator.pid, tmp, 31) for _ in range(rounds))
     best = {name: min(values) for name, values in runs.items()}
     rate = {name: count / seconds for name, (seconds, count) in best.items()}
     for name, label in (
@@ -196,6 +218,30 @@ def throughput(tmp: Path, tasks: int, rounds: int) -> None:
         f"ratio, sync job run: {rate['run'] / rate['base']:.1f}x (target >= 10x); "
         f"pull alone: {rate['pull'] / rate['base']:.1f}x; "
         f"whole command: {rate['cli'] / rate['base']:.1f}x"
+    )
+    cpu_budget(per_page, pages, best, rate["base"])
+
+
+def cpu_budget(per_page, pages: int, best: dict, base_rate: float) -> None:
+    """Why the run takes what it takes on this machine: the pull is CPU work in two
+    processes (client and emulator) that share its cores, and what follows the pull (the
+    merge, the checks, Dagster's partition events) runs on one core."""
+    client, server, sample_pages = per_page
+    cores = os.cpu_count() or 1
+    pull_floor = pages * (client + server) / cores
+    after_pull = best["run"][0] - best["pull"][0]
+    floor = pull_floor + after_pull
+    tasks = best["run"][1]
+    print(
+        f"CPU per page of {PAGE_SIZE} tasks ({sample_pages:,} pages, one region): the sync's "
+        f"client {client * 1000:.2f} ms, the emulator {server * 1000:.2f} ms; "
+        f"the run's {pages:,} pages need {pages * (client + server):.1f} CPU-s, at least "
+        f"{pull_floor:.1f} s on {cores} cores"
+    )
+    print(
+        f"the run outside the pull (start, merge, checks, partition events): {after_pull:.1f} s; "
+        f"floor for the run here {floor:.1f} s = {tasks / floor / base_rate:.1f}x "
+        f"(10x needs {tasks / base_rate / 10:.1f} s)"
     )
 
 
