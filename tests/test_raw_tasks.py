@@ -324,3 +324,23 @@ def test_a_task_the_refresh_gets_a_404_for_is_flagged_once_and_not_asked_again(t
         assert open_tasks_before(con, later, ["us-east-1"]) == {}
         (issues,) = con.execute("SELECT data_issues FROM raw.quantum_tasks").fetchone()
     assert issues == ["not_found_on_refresh"]
+
+
+def test_a_404_on_a_row_already_missing_flags_it_without_counting_it_again(tmp_path):
+    from datetime import timedelta
+
+    from pipelines.warehouse.raw_tasks import CompleteScope
+
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("open", status="QUEUED", endedAt=None)])
+    day = [CompleteScope("us-east-1", "2026-03-01")]
+    forgotten = [CompleteScope("us-east-1", None, (ARN + "open",))]
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, spool.files, SEEN, [])
+        assert merge_tasks(con, [], SEEN + timedelta(hours=1), day).marked_missing == 1
+        assert merge_tasks(con, [], SEEN + timedelta(hours=2), forgotten).marked_missing == 0
+        row = con.execute(
+            "SELECT is_missing_from_api, data_issues FROM raw.quantum_tasks"
+        ).fetchone()
+    assert row == (True, ["not_found_on_refresh"])
