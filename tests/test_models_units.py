@@ -137,6 +137,27 @@ def test_failed_and_cancelled_qpu_tasks_cost_nothing_and_unpriced_completed_ones
     assert (cancelled["est_cost_usd"], failed["est_cost_usd"]) == (0.0, None)
 
 
+def test_a_later_row_of_any_matching_glob_sets_the_price_and_a_same_day_tie_is_an_error(tmp_path):
+    from pipelines.models.pricing import PriceTableError
+
+    header = "device_pattern,effective_from,per_task_usd,per_shot_usd,per_minute_usd,minimum_seconds,source\n"
+    general = "arn:aws:braket:*::device/qpu/iqm/*,2024-01-01,0.30,0.001,,,general\n"
+    table = tmp_path / "prices.csv"
+    table.write_text(
+        header
+        + general
+        + "arn:aws:braket:*::device/qpu/iqm/Garnet,2026-03-01,0.30,0.002,,,specific\n"
+    )
+    rows = [stg_row("before", created_at=T0 - timedelta(days=30)), stg_row("after")]
+    staged = stage_tasks(pl.DataFrame(rows, schema=STG_SCHEMA), load_prices(table))
+    assert staged["est_cost_usd"].to_list() == pytest.approx([0.30 + 1.0, 0.30 + 2.0])
+    table.write_text(
+        header + general + "arn:aws:braket:eu-*::device/qpu/iqm/*,2024-01-01,0.40,0.001,,,tie\n"
+    )
+    with pytest.raises(PriceTableError, match=r"lines 2 and 3 both price .*Garnet from 2024-01-01"):
+        stage_tasks(pl.DataFrame(rows, schema=STG_SCHEMA), load_prices(table))
+
+
 def write_model(tmp_path: Path, layer: str, name: str, text: str) -> Path:
     path = tmp_path / layer / f"{name}.sql"
     path.parent.mkdir(parents=True, exist_ok=True)

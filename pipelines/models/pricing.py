@@ -1,7 +1,9 @@
 """Estimated cost per task from the versioned price table data/prices.csv.
 
-Each price row applies to device ARNs matching its glob from its `effective_from` date until a
-later row for the same pattern. Rules (the Braket SDK cost tracker's, see braket-api.md):
+Each price row applies to the device ARNs its glob matches, from its `effective_from` date
+until a later row whose glob also matches the device (a newer specific row overrides an older
+general one, and the other way round); two rows that match one device from the same date are
+an error, as neither can be said to win. Rules (the Braket SDK cost tracker's, see braket-api.md):
 - QPU: per_task_usd + shots * per_shot_usd; FAILED and CANCELLED QPU tasks cost 0.
 - Simulator: per_minute_usd * max(duration, minimum_seconds) / 60 for COMPLETED and FAILED
   tasks; CANCELLED cost 0. An upper bound: Braket bills execution time, which only the
@@ -59,17 +61,26 @@ def load_prices(path: Path = PRICES_CSV) -> pl.DataFrame:
         for field in ("per_task_usd", "per_shot_usd", "per_minute_usd", "minimum_seconds"):
             if row[field] is not None and row[field] < 0:
                 raise PriceTableError(f"{path}:{line}: {field} is negative")
-    return prices
+    return prices.with_row_index("line", offset=2)  # header is line 1
 
 
 def device_prices(device_arns: list[str], prices: pl.DataFrame) -> pl.DataFrame:
     """One row per (device_arn, effective_from) that applies, from the glob patterns."""
-    rows = [
-        {"device_arn": arn, **price}
-        for arn in sorted(set(a for a in device_arns if a))
-        for price in prices.iter_rows(named=True)
-        if fnmatchcase(arn, price["device_pattern"])
-    ]
+    columns = list(PRICE_COLUMNS)
+    rows, lines_by_start = [], {}
+    for arn in sorted(set(a for a in device_arns if a)):
+        for price in prices.iter_rows(named=True):
+            if not fnmatchcase(arn, price["device_pattern"]):
+                continue
+            key = (arn, price["effective_from"])
+            if key in lines_by_start:
+                raise PriceTableError(
+                    f"price table lines {lines_by_start[key]} and {price.get('line', '?')} both "
+                    f"price {arn} from {price['effective_from']}: change one's effective_from "
+                    "or narrow its device_pattern"
+                )
+            lines_by_start[key] = price.get("line", "?")
+            rows.append({"device_arn": arn, **{c: price[c] for c in columns}})
     schema = {"device_arn": pl.Utf8, **PRICE_COLUMNS}
     return pl.DataFrame(rows, schema=schema).sort("effective_from")
 
