@@ -344,3 +344,38 @@ def test_a_404_on_a_row_already_missing_flags_it_without_counting_it_again(tmp_p
             "SELECT is_missing_from_api, data_issues FROM raw.quantum_tasks"
         ).fetchone()
     assert row == (True, ["not_found_on_refresh"])
+
+
+def test_a_task_without_an_arn_is_kept_as_a_reject_and_fails_the_required_fields_check(tmp_path):
+    from datetime import timedelta
+
+    from pipelines.ingest.checks import CHECK_REQUIRED_FIELDS, evaluate_ingest_checks
+
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write(
+            [
+                _task("ok"),
+                _task("x", quantumTaskArn=None, status="QUEUED"),
+                _task("x", quantumTaskArn="", status="QUEUED"),  # same content: one reject
+                _task("y", quantumTaskArn=None, shots=-1),
+            ]
+        )
+    with connect(tmp_path / "w.duckdb") as con:
+        first = merge_tasks(con, spool.files, SEEN, [])
+        again = merge_tasks(con, spool.files, SEEN + timedelta(hours=1), [])
+        rejects = con.execute(
+            "SELECT output_s3_directory, status, shots, data_issues, first_seen_at, last_seen_at "
+            "FROM raw.quantum_task_rejects ORDER BY 1"
+        ).fetchall()
+        (kept,) = con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone()
+        checks = {c.check_name: c for c in evaluate_ingest_checks(con, SEEN + timedelta(hours=1))}
+    assert (first.inserted, first.rejected) == (1, 3)
+    assert (again.unchanged, again.rejected, kept) == (1, 3, 1)
+    naive = SEEN.replace(tzinfo=None)
+    assert rejects == [
+        ("p/x", "QUEUED", 10, [], naive, naive + timedelta(hours=1)),
+        ("p/y", "COMPLETED", -1, ["negative_shots"], naive, naive + timedelta(hours=1)),
+    ]
+    required = checks[CHECK_REQUIRED_FIELDS]
+    assert not required.passed and required.metadata["failing_rows"].value == 2

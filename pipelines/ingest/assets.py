@@ -171,6 +171,7 @@ def quantum_tasks(
             "tasks_updated": counts.updated,
             "tasks_unchanged": counts.unchanged,
             "tasks_marked_missing": counts.marked_missing,
+            "tasks_rejected": counts.rejected,
             "tasks_pulled": sum(pulled.tasks_by_region.values()),
             "open_tasks_refreshed": sum(len(v) for v in open_arns.values()),
             "pages": stats.get("pages", 0),

@@ -38,11 +38,15 @@ _CHECKS = {
     ),
     CHECK_REQUIRED_FIELDS: (
         AssetCheckSeverity.WARN,
-        "The fields every task summary must carry are there (region, device, status, created).",
+        "The fields every task summary must carry are there (ARN, region, device, status, "
+        "shots, output location, created). A task without an ARN is kept in "
+        "raw.quantum_task_rejects, and counts here.",
         """
         SELECT quantum_task_arn FROM raw.quantum_tasks
         WHERE region IS NULL OR device_arn IS NULL OR status IS NULL OR shots IS NULL
            OR output_s3_bucket IS NULL OR output_s3_directory IS NULL OR created_at IS NULL
+        UNION ALL
+        SELECT 'no ARN: raw.quantum_task_rejects ' || reject_key FROM raw.quantum_task_rejects
         """,
     ),
     CHECK_SHOTS_NOT_NEGATIVE: (

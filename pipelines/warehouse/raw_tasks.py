@@ -4,7 +4,9 @@ Writes go through `merge_tasks`, which takes the spooled API answers (pull.Spool
 summaries as JSON lines) and applies them in one transaction: new ARNs are inserted, changed ones updated,
 unchanged ones only get `last_seen_at`. A task the API stops returning is kept and flagged
 (`is_missing_from_api`), never deleted. Rows are never dropped for odd values: problems are
-listed in `data_issues` instead.
+listed in `data_issues` instead. A task without an ARN (the API's model requires one) cannot be
+keyed: it is kept in raw.quantum_task_rejects, one row per distinct content, rather than
+failing every merge while the API returns it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,37 @@ CREATE TABLE IF NOT EXISTS raw.quantum_tasks (
     is_missing_from_api  BOOLEAN NOT NULL DEFAULT false,
     data_issues          VARCHAR[] NOT NULL DEFAULT []
 );
+CREATE TABLE IF NOT EXISTS raw.quantum_task_rejects (
+    reject_key           VARCHAR NOT NULL,  -- md5 of the content: seen again, it is one row
+    reason               VARCHAR NOT NULL,
+    region               VARCHAR,
+    device_arn           VARCHAR,
+    status               VARCHAR,
+    shots                BIGINT,
+    output_s3_bucket     VARCHAR,
+    output_s3_directory  VARCHAR,
+    created_at           TIMESTAMP,
+    ended_at             TIMESTAMP,
+    tags                 JSON,
+    data_issues          VARCHAR[] NOT NULL,
+    first_seen_at        TIMESTAMP NOT NULL,
+    last_seen_at         TIMESTAMP NOT NULL
+);
 """
+
+REJECTS_TABLE = "raw.quantum_task_rejects"
+MISSING_ARN = "missing_quantum_task_arn"
+_REJECT_CONTENT = (
+    "region",
+    "device_arn",
+    "status",
+    "shots",
+    "output_s3_bucket",
+    "output_s3_directory",
+    "created_at",
+    "ended_at",
+    "tags",
+)
 
 # The columns that describe the task (a change in any of them is an update).
 CONTENT_COLUMNS = (
@@ -103,6 +135,7 @@ class MergeCounts:
     updated: int = 0
     unchanged: int = 0
     marked_missing: int = 0
+    rejected: int = 0  # lines without an ARN, kept in raw.quantum_task_rejects
 
     def astuple(self) -> tuple[int, int, int, int]:
         return (self.inserted, self.updated, self.unchanged, self.marked_missing)
@@ -172,6 +205,7 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
     _load_incoming(con, spool_files, naive_seen)
     con.execute("BEGIN TRANSACTION")
     try:
+        rejected = _keep_rejects(con, naive_seen)
         # A walk should not repeat a task; if an API ever does, keep one row per ARN: the last
         # line read, which is the latest answer (spool files are read in the order written,
         # on one thread, refresh answers after the search pages). The check is cheap; the
@@ -249,7 +283,44 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return MergeCounts(inserted, updated, unchanged, marked)
+    return MergeCounts(inserted, updated, unchanged, marked, rejected)
+
+
+def _keep_rejects(con, seen_at) -> int:
+    """Move lines without an ARN from `incoming` to raw.quantum_task_rejects: new content is
+    inserted, content seen before gets `last_seen_at`. Returns how many lines there were."""
+    (rejected,) = con.execute(
+        "SELECT count(*) FROM incoming WHERE coalesce(quantum_task_arn, '') = ''"
+    ).fetchone()
+    if not rejected:
+        return 0
+    content = ", ".join(f"'{c}': {c}" for c in _REJECT_CONTENT)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE rejects AS
+        SELECT DISTINCT ON (reject_key) *
+        FROM (SELECT md5(to_json({{{content}}})) AS reject_key, *
+              FROM incoming WHERE coalesce(quantum_task_arn, '') = '')
+        """
+    )
+    con.execute(
+        "UPDATE raw.quantum_task_rejects AS t SET last_seen_at = $seen FROM rejects r "
+        "WHERE t.reject_key = r.reject_key AND t.last_seen_at < $seen",
+        {"seen": seen_at},
+    )
+    con.execute(
+        f"""
+        INSERT INTO raw.quantum_task_rejects BY NAME
+        SELECT reject_key, '{MISSING_ARN}' AS reason, {", ".join(_REJECT_CONTENT)}, data_issues,
+               $seen AS first_seen_at, $seen AS last_seen_at
+        FROM rejects r ANTI JOIN raw.quantum_task_rejects t USING (reject_key)
+        """,
+        {"seen": seen_at},
+    )
+    con.execute(
+        "DROP TABLE rejects; DELETE FROM incoming WHERE coalesce(quantum_task_arn, '') = ''"
+    )
+    return rejected
 
 
 def _load_incoming(con, spool_files: list[Path], seen_at: datetime) -> None:
