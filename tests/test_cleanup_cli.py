@@ -11,7 +11,7 @@ from pipelines.cleanup import audit
 from pipelines.cleanup.examples import SANDBOX_EXAMPLE
 from pipelines.cleanup.plan import EnforceError, audit_lines, enforce
 from pipelines.cli import main
-from pipelines.settings import PROJECT_ROOT
+from pipelines.settings import PROJECT_ROOT, SettingsError
 from tests.cleanup_support import FORTE, Cleanup, outcomes
 
 
@@ -178,5 +178,25 @@ def test_the_code_location_has_the_job_and_a_stopped_sensor():
     assert sensor.default_status == DefaultSensorStatus.STOPPED
     assert sensor.job_name == "cancel_queued_tasks"
     assert interval_seconds({}) == 60 and interval_seconds({"BRAKET_CLEANUP_INTERVAL": "15"}) == 15
-    with pytest.raises(ValueError, match="BRAKET_CLEANUP_INTERVAL"):
-        interval_seconds({"BRAKET_CLEANUP_INTERVAL": "soon"})
+    for bad in ("soon", "0", "-5"):
+        with pytest.raises(SettingsError, match="BRAKET_CLEANUP_INTERVAL: '"):
+            interval_seconds({"BRAKET_CLEANUP_INTERVAL": bad})
+
+
+def test_a_bad_cleanup_interval_is_one_line_from_the_cli(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "sync"],  # loads the definitions
+        env={
+            **os.environ,
+            "BRAKET_CLEANUP_INTERVAL": "soon",
+            "DAGSTER_HOME": str(tmp_path),
+            "BRAKET_WAREHOUSE_DB": str(tmp_path / "w.duckdb"),
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "braket-warehouse: bad configuration: BRAKET_CLEANUP_INTERVAL: 'soon' is not a whole "
+        "number of seconds >= 1"
+    ]

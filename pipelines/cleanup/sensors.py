@@ -55,7 +55,7 @@ from pipelines.cleanup.job import (
 from pipelines.cleanup.matching import PolicyPlan, plan_policies
 from pipelines.cleanup.policies import load_policies
 from pipelines.processes import gone
-from pipelines.settings import load_settings
+from pipelines.settings import SettingsError, load_settings
 
 INTERVAL_ENV = "BRAKET_CLEANUP_INTERVAL"
 IN_FLIGHT = [
@@ -74,9 +74,12 @@ def interval_seconds(environ=None) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r} is not a whole number of seconds") from None
+        value = 0
     if value < 1:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r} must be at least 1 second")
+        # Read when the definitions load, like BRAKET_START_DATE: one line from every command.
+        raise SettingsError(
+            f"bad configuration: {INTERVAL_ENV}: {raw!r} is not a whole number of seconds >= 1"
+        )
     return value
 
 
