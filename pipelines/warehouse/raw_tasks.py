@@ -62,7 +62,6 @@ CREATE TABLE IF NOT EXISTS raw.quantum_task_rejects (
 );
 """
 
-REJECTS_TABLE = "raw.quantum_task_rejects"
 MISSING_ARN = "missing_quantum_task_arn"
 _REJECT_CONTENT = (
     "region",
