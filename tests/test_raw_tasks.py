@@ -359,6 +359,8 @@ def test_a_task_without_an_arn_is_kept_as_a_reject_and_fails_the_required_fields
                 _task("x", quantumTaskArn=None, status="QUEUED"),
                 _task("x", quantumTaskArn="", status="QUEUED"),  # same content: one reject
                 _task("y", quantumTaskArn=None, shots=-1),
+                _task("z", quantumTaskArn=None, shots=None),
+                _task("z", quantumTaskArn=None, shots="abc"),  # also null: another reject
             ]
         )
     with connect(tmp_path / "w.duckdb") as con:
@@ -370,12 +372,15 @@ def test_a_task_without_an_arn_is_kept_as_a_reject_and_fails_the_required_fields
         ).fetchall()
         (kept,) = con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone()
         checks = {c.check_name: c for c in evaluate_ingest_checks(con, SEEN + timedelta(hours=1))}
-    assert (first.inserted, first.rejected) == (1, 3)
-    assert (again.unchanged, again.rejected, kept) == (1, 3, 1)
+    assert (first.inserted, first.rejected) == (1, 5)
+    assert (again.unchanged, again.rejected, kept) == (1, 5, 1)
     naive = SEEN.replace(tzinfo=None)
-    assert rejects == [
-        ("p/x", "QUEUED", 10, [], naive, naive + timedelta(hours=1)),
-        ("p/y", "COMPLETED", -1, ["negative_shots"], naive, naive + timedelta(hours=1)),
+    seen = (naive, naive + timedelta(hours=1))
+    assert sorted(rejects, key=str) == [
+        ("p/x", "QUEUED", 10, [], *seen),
+        ("p/y", "COMPLETED", -1, ["negative_shots"], *seen),
+        ("p/z", "COMPLETED", None, ["missing_shots"], *seen),
+        ("p/z", "COMPLETED", None, ["unparseable_shots"], *seen),
     ]
     required = checks[CHECK_REQUIRED_FIELDS]
-    assert not required.passed and required.metadata["failing_rows"].value == 2
+    assert not required.passed and required.metadata["failing_rows"].value == 4

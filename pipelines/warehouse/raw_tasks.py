@@ -293,7 +293,11 @@ def _keep_rejects(con, seen_at) -> int:
     ).fetchone()
     if not rejected:
         return 0
-    content = ", ".join(f"'{c}': {c}" for c in _REJECT_CONTENT)
+    # The flags tell apart what the typed values do not (shots "abc" and no shots are both
+    # null); future_created_at is left out, as it lapses with time.
+    content = ", ".join(f"'{c}': {c}" for c in _REJECT_CONTENT) + (
+        ", 'issues': list_filter(data_issues, x -> x <> 'future_created_at')"
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE rejects AS
