@@ -62,19 +62,6 @@ CREATE TABLE IF NOT EXISTS raw.quantum_task_rejects (
 );
 """
 
-MISSING_ARN = "missing_quantum_task_arn"
-_REJECT_CONTENT = (
-    "region",
-    "device_arn",
-    "status",
-    "shots",
-    "output_s3_bucket",
-    "output_s3_directory",
-    "created_at",
-    "ended_at",
-    "tags",
-)
-
 # The columns that describe the task (a change in any of them is an update).
 CONTENT_COLUMNS = (
     "device_arn",
@@ -86,6 +73,10 @@ CONTENT_COLUMNS = (
     "ended_at",
     "tags",
 )
+
+MISSING_ARN = "missing_quantum_task_arn"
+# What tells one reject from another: it has no ARN, so the region and the task's content.
+_REJECT_CONTENT = ("region", *CONTENT_COLUMNS)
 
 # Task summary field (SearchQuantumTasks wire name) -> raw column, with the type read from the
 # spooled page bodies. Timestamps and shots are read as text and cast below, so a bad value is
