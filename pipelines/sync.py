@@ -16,6 +16,7 @@ from dagster._core.storage.tags import (
 )
 
 from pipelines.ingest.partitions import task_days
+from pipelines.ingest.pull import start_region_workers
 from pipelines.ingest.schedules import incremental_range_tags
 from pipelines.settings import ensure_dagster_home
 
@@ -70,6 +71,9 @@ def run_sync(
         f"sync {tags[ASSET_PARTITION_RANGE_START_TAG]}..{tags[ASSET_PARTITION_RANGE_END_TAG]}"
         + ("" if with_models else " (models skipped)")
     )
+    # The region workers' forkserver loads botocore (~0.2 s) while Dagster creates the run
+    # and records its planned partitions, which keeps one core busy and leaves the other idle.
+    start_region_workers()
     result = job.execute_in_process(
         instance=instance,
         tags=tags,

@@ -7,6 +7,7 @@ endpoint URL, so whatever they parse is what the real service's clients would pa
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -594,3 +595,71 @@ def test_wrongly_typed_input_is_a_validation_error(emulator, method, path, body,
     assert status == 400, answer
     assert headers["x-amzn-ErrorType"].startswith("ValidationException")
     assert words in answer["message"]
+
+
+# -- request heads (the emulator parses them itself, see server.BraketHandler.parse_request) --
+
+
+def exchange(url: str, request: bytes) -> list[bytes]:
+    """Send raw bytes on one connection; every response head (and body) it answered with,
+    until the server closed the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(request)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    return [r for r in received.split(b"HTTP/1.1 ") if r]
+
+
+def signed_search(region: str, *head: str, close: bool = False) -> bytes:
+    body = b'{"filters": []}'
+    lines = [
+        "POST /quantum-tasks HTTP/1.1",
+        "host: emulator",
+        f"authorization: {fake_sigv4(region)}",  # header names are case-insensitive
+        f"CONTENT-LENGTH: {len(body)}",
+        *head,
+        *(["Connection: close"] if close else []),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def test_keep_alive_answers_every_request_on_one_connection_until_close(emulator):
+    answers = exchange(
+        emulator.url, signed_search("us-west-1") + signed_search("us-west-1", close=True)
+    )
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"200 OK", b"200 OK"]
+    assert all(b'"quantumTasks"' in a for a in answers)
+
+
+def test_folded_header_and_expect_continue(emulator):
+    (auth_line,) = [
+        line
+        for line in signed_search("us-west-1").decode().split("\r\n")
+        if "authorization" in line
+    ]
+    name, value = auth_line.split(": ", 1)
+    scope, rest = value.split(", ", 1)
+    # An obsolete folded header continues on the next line; Expect asks for a 100 first.
+    request = signed_search("us-west-1", "Expect: 100-continue", close=True).replace(
+        auth_line.encode(), f"{name}: {scope},\r\n {rest}".encode()
+    )
+    answers = exchange(emulator.url, request)
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"100 Continue", b"200 OK"]
+
+
+@pytest.mark.parametrize(
+    "request_head, status",
+    [
+        (b"POST /quantum-tasks HTTP/2.0\r\n\r\n", b"400"),
+        (b"POST /quantum-tasks\r\n\r\n", b"400"),
+        (b"POST /quantum-tasks HTTP/1.1\r\nno colon here\r\n\r\n", b"400"),
+        (b"POST /quantum-tasks HTTP/1.1\r\n" + b"x-a: 1\r\n" * 102 + b"\r\n", b"431"),
+        (b"POST /quantum-tasks HTTP/1.1\r\nx-a: " + b"a" * 70000 + b"\r\n\r\n", b"431"),
+    ],
+    ids=["http-2", "no-version", "bad-header-line", "too-many-headers", "header-too-long"],
+)
+def test_malformed_request_head_is_answered_and_closed(emulator, request_head, status):
+    (answer,) = exchange(emulator.url, request_head)
+    assert answer.startswith(status + b" ")

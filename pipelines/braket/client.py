@@ -125,11 +125,22 @@ class RegionApi:
     account", the only one today; assumed-role scopes will name theirs, and the ingest keeps
     what a scope's pull may mark missing to that account's rows."""
 
-    def __init__(self, region: str, client, stats: ApiStats, account_id: str | None = None):
+    def __init__(self, region: str, make_client, stats: ApiStats, account_id: str | None = None):
         self.region = region
-        self.client = client
         self.stats = stats
         self.account_id = account_id
+        self._make_client = make_client
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        """The botocore client, made on first use: a sync whose regions page in worker
+        processes never calls from the parent, which then skips botocore's client setup."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client(self.region)
+            return self._client
 
     def search_pages(self, filters: list[dict], page_size: int = PAGE_SIZE) -> Iterator[list[dict]]:
         """SearchQuantumTasks, one page of task summaries at a time (memory bounded by a page).
@@ -167,31 +178,41 @@ class BraketApi:
         self.settings = settings
         self.stats = ApiStats()
         self.limiter = RateLimiter(QUOTAS) if settings.pace_at_quota else None
-        session = botocore_session(settings.profile_name)
-        config = Config(
-            retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_pool_connections=16,
-            user_agent=USER_AGENT,
-        )
-        extra = {}
-        if settings.endpoint_url:
-            # The emulator accepts any signature; real credentials are not needed for it.
-            creds = session.get_credentials()
-            if creds is None:
-                extra = {"aws_access_key_id": "emulator", "aws_secret_access_key": "emulator"}
-        self.regions: dict[str, RegionApi] = {}
-        for region in settings.regions:
-            client = session.create_client(
+        self._session = None
+        self._session_lock = threading.Lock()
+        self.regions: dict[str, RegionApi] = {
+            region: RegionApi(region, self._make_client, self.stats) for region in settings.regions
+        }
+
+    def _make_client(self, region: str):
+        settings = self.settings
+        # One client at a time: botocore sessions are not thread-safe (clients are), and the
+        # region threads of a refresh may each ask for theirs at once.
+        with self._session_lock:
+            if self._session is None:
+                self._session = botocore_session(settings.profile_name)
+                self._extra = {}
+                # The emulator accepts any signature; real credentials are not needed for it.
+                if settings.endpoint_url and self._session.get_credentials() is None:
+                    self._extra = {
+                        "aws_access_key_id": "emulator",
+                        "aws_secret_access_key": "emulator",
+                    }
+            client = self._session.create_client(
                 "braket",
                 region_name=region,
                 endpoint_url=settings.endpoint_url,
-                config=config,
-                **extra,
+                config=Config(
+                    retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+                    connect_timeout=settings.connect_timeout,
+                    read_timeout=settings.read_timeout,
+                    max_pool_connections=16,
+                    user_agent=USER_AGENT,
+                ),
+                **self._extra,
             )
-            self._instrument(client, region)
-            self.regions[region] = RegionApi(region, client, self.stats)
+        self._instrument(client, region)
+        return client
 
     def _instrument(self, client, region: str) -> None:
         events = client.meta.events
