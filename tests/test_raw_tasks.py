@@ -384,3 +384,22 @@ def test_a_task_without_an_arn_is_kept_as_a_reject_and_fails_the_required_fields
     ]
     required = checks[CHECK_REQUIRED_FIELDS]
     assert not required.passed and required.metadata["failing_rows"].value == 4
+
+
+def test_the_last_answer_wins_across_files_read_by_parallel_readers(tmp_path):
+    """Big enough files that the load splits them among reader threads: the repeated ARN's
+    later line (the second file's last) is still the one kept."""
+    filler = [_task(f"f{i:06d}", tags={"pad": "x" * 200}) for i in range(20_000)]
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("r", status="QUEUED", endedAt=None), *filler])
+    with spool.open("us-east-1") as write:
+        write([*filler[:10_000], _task("r", status="RUNNING", endedAt=None)])
+        write([_task("r", status="CANCELLED")])
+    with connect(tmp_path / "w.duckdb") as con:
+        con.execute("SET threads = 2")  # also on a one-core machine
+        counts = merge_tasks(con, spool.files, SEEN, [])
+        (status,) = con.execute(
+            "SELECT status FROM raw.quantum_tasks WHERE quantum_task_arn = ?", [ARN + "r"]
+        ).fetchone()
+    assert counts.inserted == 20_001 and status == "CANCELLED"
