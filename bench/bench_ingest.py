@@ -8,7 +8,7 @@
    machine is shared and noisy: each side runs `rounds` times, interleaved, best kept.
 2. Quotas on (AWS defaults): achieved tasks/s per region against the 5 x 100 = 500 tasks/s
    bound of SearchQuantumTasks. Target: at least 90%.
-3. Memory: peak RSS of the largest process of a `braket-warehouse sync` (region workers
+3. Memory: peak RSS of the largest process of a `braket-warehouse sync` (its workers
    included) ingesting one million tasks. Target: within 500 MB.
 
 BENCH_INGEST_TASKS, BENCH_INGEST_ROUNDS and BENCH_MEMORY_TASKS change the sizes (defaults
@@ -281,7 +281,7 @@ def memory(tmp: Path, tasks: int) -> None:
     print(
         f"{count:,} tasks in {seconds:.1f} s; peak RSS of the largest process "
         f"{max(sync_mb, worker_mb):,.0f} MB (target <= 500 MB): the sync process {sync_mb:,.0f} MB, "
-        f"the largest region worker or forkserver {worker_mb:,.0f} MB"
+        f"the largest worker (region or merge) or the forkserver {worker_mb:,.0f} MB"
     )
 
 

@@ -16,8 +16,8 @@ from dagster._core.storage.tags import (
 )
 
 from pipelines.ingest.partitions import task_days
-from pipelines.ingest.pull import start_region_workers
 from pipelines.ingest.schedules import incremental_range_tags
+from pipelines.ingest.workers import start_workers
 from pipelines.settings import ensure_dagster_home
 
 
@@ -71,9 +71,9 @@ def run_sync(
         f"sync {tags[ASSET_PARTITION_RANGE_START_TAG]}..{tags[ASSET_PARTITION_RANGE_END_TAG]}"
         + ("" if with_models else " (models skipped)")
     )
-    # The region workers' forkserver loads botocore (~0.2 s) while Dagster creates the run
-    # and records its planned partitions, which keeps one core busy and leaves the other idle.
-    start_region_workers()
+    # The ingest workers' forkserver loads botocore and DuckDB (~0.2 s) while Dagster creates
+    # the run and records its planned partitions, which keeps one core busy, not two.
+    start_workers()
     result = job.execute_in_process(
         instance=instance,
         tags=tags,
@@ -117,6 +117,18 @@ def run_sync(
     if not result.success:
         failure = next((e for e in result.all_events if e.is_failure), None)
         message = failure.message if failure else "run failed"
-        raise SyncError(f"sync run {result.run_id} failed: {message}")
+        cause = _root_cause(failure)
+        raise SyncError(
+            f"sync run {result.run_id} failed: {message}" + (f"\n{cause}" if cause else "")
+        )
     echo(f"sync run {result.run_id} succeeded")
     return result
+
+
+def _root_cause(failure) -> str | None:
+    """The innermost error of a step failure (DuckDB's, botocore's...): Dagster's own message
+    only says which step failed."""
+    error = getattr(failure.event_specific_data, "error", None) if failure else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error is not None else None

@@ -234,6 +234,22 @@ def test_failed_run_leaves_warehouse_as_it_was_and_rerun_completes(emulator_fact
     assert_matches_truth(pipeline, healthy)
 
 
+def test_a_merge_that_fails_in_its_worker_fails_the_run_with_its_error(emulator, tmp_path):
+    """The merge runs in a worker process: its DuckDB error reaches the run's failure, and its
+    transaction leaves the warehouse as it was."""
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:  # a table this version cannot write
+        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (quantum_task_arn VARCHAR)")
+        con.execute("INSERT INTO raw.quantum_tasks VALUES ('kept')")
+    pipeline = make_pipeline(emulator.url, db)
+    first, _ = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    from pipelines.sync import SyncError
+
+    with pytest.raises(SyncError, match="device_arn"):
+        pipeline.sync(first, first)
+    assert pipeline.rows("SELECT * FROM raw.quantum_tasks") == [("kept",)]
+
+
 def test_odd_data_is_stored_and_flagged(emulator, pipeline):
     emulator.insert(
         {"region": "us-west-1", "status": "PAUSED"},

@@ -1,21 +1,17 @@
 """Pull task summaries from every region concurrently and spool the pages as they come.
 
-Each region gets a worker process (a thread with `processes=False` or a single region, and
-for the open-task refresh); each page's task summaries are appended to the spool as they arrive, so memory is
-bounded by a page, not by the window. Nothing touches the warehouse here: the spool is
-merged in one transaction afterwards (raw_tasks.merge_tasks), which is what makes a failed
-pull leave the warehouse as it was.
+Each region gets a worker process (workers.py; a thread with `processes=False` or a single
+region, and for the open-task refresh); each page's task summaries are appended to the spool
+as they arrive, so memory is bounded by a page, not by the window. Nothing touches the
+warehouse here: the spool is merged in one transaction afterwards (merge.py), which is what
+makes a failed pull leave the warehouse as it was.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.forkserver
-import os
 import threading
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -24,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from pipelines.braket.client import BraketApi, ClientSettings, RegionApi
-from pipelines.processes import gone
+from pipelines.ingest.workers import worker_pool
 from pipelines.warehouse.raw_tasks import CompleteScope
 
 
@@ -122,40 +118,6 @@ def _pull_region_process(settings: ClientSettings, region: str, window, director
     return region, total, complete, summary, spool.files, api.stats.snapshot()
 
 
-def _exit_when_orphaned(parent_pid: int, every: float = 0.5) -> None:
-    """Pool initializer: end this worker when the process that runs the pull is gone.
-
-    A region worker is a child of the forkserver, not of that process, and it holds the write
-    end of its own task queue, so a killed sync (SIGKILL, the OOM killer, a cron timeout)
-    would leave its workers, and through them the forkserver, waiting forever."""
-
-    def watch() -> None:
-        while not gone(parent_pid):
-            time.sleep(every)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
-
-
-def _worker_context():
-    """A forkserver that has loaded the pull code and Braket's service model once
-    (worker_preload): each region worker is then a cheap fork of it instead of a fresh
-    interpreter importing botocore (~0.8 s of CPU each). Not plain fork: the parent (a
-    Dagster run) has threads. multiprocessing still imports the parent's main module in each
-    worker: entry points keep theirs light (`braket-warehouse`, `python -m dagster` for
-    launched runs)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pipelines.ingest.worker_preload"])
-    return context
-
-
-def start_region_workers() -> None:
-    """Start the workers' forkserver now: it loads its modules (~0.2 s) while the caller does
-    other work, rather than on the pull's first submit. Later calls do nothing."""
-    _worker_context()
-    multiprocessing.forkserver.ensure_running()
-
-
 def pull_window(
     api: BraketApi,
     window: CreatedWindow,
@@ -181,12 +143,7 @@ def pull_window(
         return _run_per_region(api, work)
 
     results = []
-    with ProcessPoolExecutor(
-        max_workers=len(regions),
-        mp_context=_worker_context(),
-        initializer=_exit_when_orphaned,
-        initargs=(os.getpid(),),
-    ) as pool:
+    with worker_pool(len(regions)) as pool:
         pending = {
             pool.submit(_pull_region_process, api.settings, region, window, spool.directory)
             for region in regions

@@ -155,6 +155,7 @@ def merge_tasks(
     spool_files: list[Path],
     seen_at: datetime,
     complete: list[CompleteScope],
+    memory_limit: str = MERGE_MEMORY_LIMIT,
 ) -> MergeCounts:
     """Apply spooled task lines to raw.quantum_tasks in one transaction (all or nothing).
 
@@ -162,12 +163,14 @@ def merge_tasks(
     limit it spills to `<db>.tmp/`, which keeps an ingest of a million tasks within the
     500 MB target (make bench)."""
     ensure_schema(con)
-    with bounded_session(con):
+    with bounded_session(con, memory_limit):
         return _merge(con, spool_files, seen_at.replace(tzinfo=None), complete)
 
 
 @contextmanager
-def bounded_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def bounded_session(
+    con: duckdb.DuckDBPyConnection, memory_limit: str = MERGE_MEMORY_LIMIT
+) -> Iterator[None]:
     """The merge's session settings, restored afterwards: a memory limit that spills instead
     of growing, no insertion order (it makes DuckDB buffer more), and UTC, which is how a
     timestamp without an offset is read. DuckDB keeps them per database instance, which is
@@ -175,7 +178,7 @@ def bounded_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     connection: its buffer pool still holds the merged rows, and without the limit the
     ingest checks after a 1M-task merge took the process from 280 to 540 MB."""
     settings = {
-        "memory_limit": f"'{MERGE_MEMORY_LIMIT}'",
+        "memory_limit": f"'{memory_limit}'",
         "preserve_insertion_order": "false",
         "TimeZone": "'UTC'",
     }
