@@ -65,8 +65,10 @@ def test_hourly_schedule_requests_yesterday_and_today():
     from pipelines.ingest.schedules import hourly_sync
 
     at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
-    with instance_for_test() as instance:
-        context = build_schedule_context(instance=instance, scheduled_execution_time=at)
+    with (
+        instance_for_test() as instance,
+        build_schedule_context(instance=instance, scheduled_execution_time=at) as context,
+    ):
         request = hourly_sync(context)
     assert request.tags["dagster/asset_partition_range_start"] == "2026-02-28"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01"
@@ -80,28 +82,30 @@ def test_an_incremental_run_after_missed_syncs_starts_at_the_last_day_synced():
     from pipelines.ingest.schedules import hourly_sync
 
     at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+
+    def tags(instance) -> dict[str, str]:
+        # Closed before the instance: a context left to the garbage collector restored a
+        # dead instance's state storage for Dagster, and later tests' Definitions failed.
+        with build_schedule_context(instance=instance, scheduled_execution_time=at) as context:
+            return hourly_sync(context).tags
+
     with instance_for_test() as instance:
         for day in ("2026-02-10", "2026-02-24"):
             instance.report_runless_asset_event(
                 AssetMaterialization("quantum_tasks", partition=day)
             )
-        request = hourly_sync(
-            build_schedule_context(instance=instance, scheduled_execution_time=at)
-        )
-        assert request.tags["dagster/asset_partition_range_start"] == "2026-02-24"
-        assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01"
+        assert tags(instance)["dagster/asset_partition_range_start"] == "2026-02-24"
+        assert tags(instance)["dagster/asset_partition_range_end"] == "2026-03-01"
         # A lone materialization of today does not hide the gap before it ...
         instance.report_runless_asset_event(
             AssetMaterialization("quantum_tasks", partition="2026-03-01")
         )
-        context = build_schedule_context(instance=instance, scheduled_execution_time=at)
-        assert hourly_sync(context).tags["dagster/asset_partition_range_start"] == "2026-02-24"
+        assert tags(instance)["dagster/asset_partition_range_start"] == "2026-02-24"
         # ... and once yesterday is in, it is the plain incremental range again.
         instance.report_runless_asset_event(
             AssetMaterialization("quantum_tasks", partition="2026-02-28")
         )
-        context = build_schedule_context(instance=instance, scheduled_execution_time=at)
-        assert hourly_sync(context).tags["dagster/asset_partition_range_start"] == "2026-02-28"
+        assert tags(instance)["dagster/asset_partition_range_start"] == "2026-02-28"
 
 
 @pytest.mark.parametrize("value, says", [("2025-13-01", "is not a date"), ("2999-01-01", "future")])
