@@ -127,8 +127,12 @@ def run_sync(
 
 def _root_cause(failure) -> str | None:
     """The innermost error of a step failure (DuckDB's, botocore's...): Dagster's own message
-    only says which step failed."""
+    only says which step failed. Not a worker process's traceback text, which
+    concurrent.futures chains below the error it raises again here."""
     error = getattr(failure.event_specific_data, "error", None) if failure else None
-    while error is not None and error.cause is not None:
+    innermost = None
+    while error is not None:
+        if error.cls_name != "_RemoteTraceback":
+            innermost = error
         error = error.cause
-    return error.message.strip() if error is not None else None
+    return innermost.message.strip() if innermost is not None else None
