@@ -32,7 +32,7 @@ import boto3
 import duckdb
 
 from bench.emulator_process import BIN, cpu_seconds, served_emulator, serving
-from bench.process_tree import descendants, vm_hwm_mb
+from bench.process_tree import descendants, pss_mb, vm_hwm_mb
 from pipelines.braket.client import BraketApi, ClientSettings
 from pipelines.braket.facts import PAGE_SIZE, QUOTAS, REGIONS
 from pipelines.ingest.pull import CreatedWindow, Spool, _pull_region
@@ -113,9 +113,10 @@ def sync_run(url: str, db: Path, days: int, extra_env: dict | None = None):
 
 def sync_process(
     url: str, db: Path, days: int, extra_env: dict | None = None
-) -> tuple[float, int, tuple[float, float]]:
+) -> tuple[float, int, tuple[float, float, float]]:
     """`braket-warehouse sync` over the last `days` days in its own process. Returns (seconds,
-    tasks in the warehouse, (peak RSS of that process, largest peak of its descendants) in MB)."""
+    tasks in the warehouse, (peak RSS of that process, largest peak of its descendants, peak
+    of all of them together) in MB)."""
     env = _sync_env(url, db, days, extra_env)
     start, end = _range(days)
     log = db.with_suffix(".log")
@@ -134,26 +135,30 @@ def sync_process(
     seconds = time.perf_counter() - began
     if status != 0:
         raise RuntimeError(f"sync failed:\n{log.read_text()[-3000:]}")
-    return seconds, _count(db), (watcher.root_peak_mb, watcher.peak_mb)
+    return seconds, _count(db), (watcher.root_peak_mb, watcher.peak_mb, watcher.total_peak_mb)
 
 
 class TreePeakRss(threading.Thread):
-    """Peak RSS (VmHWM) of a process and the largest among its descendants, polled from /proc
-    while they run. Not wait4's ru_maxrss: region workers are children of a forkserver, which
-    it does not cover, and Linux carries the parent's high-water mark into a forked child
-    across exec, so for the sync process it reported this benchmark's own RSS (480 MB after
-    the seed-style loop's 200k dicts, against the sync's own 380 MB)."""
+    """Peak RSS (VmHWM) of a process and the largest among its descendants, and the peak of
+    their memory together (summed Pss), polled from /proc while they run. Not wait4's
+    ru_maxrss: workers are children of a forkserver, which it does not cover, and Linux
+    carries the parent's high-water mark into a forked child across exec, so for the sync
+    process it reported this benchmark's own RSS (480 MB after the seed-style loop's 200k
+    dicts, against the sync's own 380 MB)."""
 
     def __init__(self, root: int):
         super().__init__(daemon=True)
-        self.root, self.root_peak_mb, self.peak_mb = root, 0.0, 0.0
+        self.root, self.root_peak_mb, self.peak_mb, self.total_peak_mb = root, 0.0, 0.0, 0.0
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.wait(0.05):
             self.root_peak_mb = max(self.root_peak_mb, vm_hwm_mb(self.root))
+            total = pss_mb(self.root)
             for pid in descendants(self.root):
                 self.peak_mb = max(self.peak_mb, vm_hwm_mb(pid))
+                total += pss_mb(pid)
+            self.total_peak_mb = max(self.total_peak_mb, total)
 
     def stop(self) -> None:
         self._done.set()
@@ -275,13 +280,14 @@ def memory(tmp: Path, tasks: int) -> None:
     with served_emulator(
         "--throttle", "off", "--tasks", str(tasks), "--days", "5", "--seed", "8"
     ) as url:
-        seconds, count, (sync_mb, worker_mb) = sync_process(
+        seconds, count, (sync_mb, worker_mb, total_mb) = sync_process(
             url, tmp / "memory.duckdb", 6, {"BRAKET_PACE_AT_QUOTA": "false"}
         )
     print(
         f"{count:,} tasks in {seconds:.1f} s; peak RSS of the largest process "
         f"{max(sync_mb, worker_mb):,.0f} MB (target <= 500 MB): the sync process {sync_mb:,.0f} MB, "
-        f"the largest worker (region or merge) or the forkserver {worker_mb:,.0f} MB"
+        f"the largest worker (region or merge) or the forkserver {worker_mb:,.0f} MB; "
+        f"all of them together (Pss) {total_mb:,.0f} MB"
     )
 
 

@@ -26,9 +26,24 @@ def descendants(root: int) -> list[int]:
 
 def vm_hwm_mb(pid: int) -> float:
     """A process's peak resident memory so far (VmHWM), 0 once it is gone."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional share of resident memory now (Pss): pages it shares with
+    other processes (a forkserver's children) count once across them, so a sum over
+    processes is their memory together. 0 once it is gone."""
+    return _field_mb(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
+
+
+def _status_mb(pid: int, field: str) -> float:
+    return _field_mb(Path(f"/proc/{pid}/status"), field)
+
+
+def _field_mb(path: Path, field: str) -> float:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in path.read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass

@@ -126,13 +126,10 @@ def run_sync(
 
 
 def _root_cause(failure) -> str | None:
-    """The innermost error of a step failure (DuckDB's, botocore's...): Dagster's own message
-    only says which step failed. Not a worker process's traceback text, which
-    concurrent.futures chains below the error it raises again here."""
+    """The error that failed the step (DuckDB's, botocore's, ours): Dagster's own message
+    only says which step failed. The first error below Dagster's wrappers, not the
+    innermost: a WarehouseBusy says more than the lock error under it."""
     error = getattr(failure.event_specific_data, "error", None) if failure else None
-    innermost = None
-    while error is not None:
-        if error.cls_name != "_RemoteTraceback":
-            innermost = error
+    while error is not None and error.cls_name.startswith("Dagster"):
         error = error.cause
-    return innermost.message.strip() if innermost is not None else None
+    return error.message.strip() if error is not None else None

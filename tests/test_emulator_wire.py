@@ -652,7 +652,7 @@ def test_folded_header_and_expect_continue(emulator):
 @pytest.mark.parametrize(
     "request_head, status",
     [
-        (b"POST /quantum-tasks HTTP/2.0\r\n\r\n", b"400"),
+        (b"POST /quantum-tasks HTTP/2.0\r\n\r\n", b"505"),
         (b"POST /quantum-tasks\r\n\r\n", b"400"),
         (b"POST /quantum-tasks HTTP/1.1\r\nno colon here\r\n\r\n", b"400"),
         (b"POST /quantum-tasks HTTP/1.1\r\n" + b"x-a: 1\r\n" * 102 + b"\r\n", b"431"),

@@ -235,22 +235,34 @@ def test_failed_run_leaves_warehouse_as_it_was_and_rerun_completes(emulator_fact
 
 
 def test_a_merge_that_fails_in_its_worker_fails_the_run_with_its_error(emulator, tmp_path):
-    """The merge runs in a worker process: its DuckDB error reaches the run's failure, and its
-    transaction leaves the warehouse as it was."""
+    """The merge runs in a worker process: its DuckDB error reaches the run's failure, and
+    what its transaction wrote before the error is rolled back."""
+    from pipelines.warehouse.raw_tasks import DDL
+
     db = tmp_path / "w.duckdb"
-    with duckdb.connect(str(db)) as con:  # a table this version cannot write
-        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (quantum_task_arn VARCHAR)")
-        con.execute("INSERT INTO raw.quantum_tasks VALUES ('kept')")
-    pipeline = make_pipeline(emulator.url, db)
     first, _ = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    pipeline = make_pipeline(emulator.url, db)
+    pipeline.sync(first, first)
+    before = pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn")
+    with duckdb.connect(str(db)) as con:  # a constraint this version's rows break
+        con.execute(
+            "ALTER TABLE raw.quantum_tasks RENAME TO old; "
+            + DDL.replace(
+                "status               VARCHAR,", "status VARCHAR CHECK (status <> 'COMPLETED'),"
+            )
+            + "INSERT INTO raw.quantum_tasks SELECT * FROM raw.old WHERE status <> 'COMPLETED'; DROP TABLE raw.old"
+        )
+        kept = con.execute("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn").fetchall()
+    assert 0 < len(kept) < len(before)
     from pipelines.sync import SyncError
 
+    # The rerun first sets last_seen_at on the rows it finds, then inserts the others.
     with pytest.raises(SyncError) as failed:
         pipeline.sync(first, first)
     message = str(failed.value)
-    assert 'does not have a column named "device_arn"' in message
+    assert "CHECK constraint failed" in message, message
     assert "Traceback" not in message  # the error, not the worker's traceback text
-    assert pipeline.rows("SELECT * FROM raw.quantum_tasks") == [("kept",)]
+    assert pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn") == kept
 
 
 def test_odd_data_is_stored_and_flagged(emulator, pipeline):

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pipelines.processes import gone
 
 
-def _context():
+def worker_context():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["pipelines.ingest.worker_preload"])
     return context
@@ -28,7 +28,7 @@ def _context():
 def start_workers() -> None:
     """Start the forkserver now: it loads its modules (~0.2 s) while the caller does other
     work, rather than on the first submit. Later calls do nothing."""
-    _context()
+    worker_context()
     multiprocessing.forkserver.ensure_running()
 
 
@@ -36,19 +36,18 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` processes that end when this process is gone."""
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=_context(),
-        initializer=_exit_when_orphaned,
+        mp_context=worker_context(),
+        initializer=exit_when_orphaned,
         initargs=(os.getpid(),),
     )
 
 
-def _exit_when_orphaned(parent_pid: int, every: float = 0.5) -> None:
-    """Pool initializer: end this worker when the process that started it is gone.
+def exit_when_orphaned(parent_pid: int, every: float = 0.5) -> None:
+    """End this worker when the process that started it is gone.
 
-    A worker is a child of the forkserver, not of that process, and it holds the write end
-    of its own task queue, so a killed sync (SIGKILL, the OOM killer, a cron timeout) would
-    leave its workers, and through them the forkserver, waiting forever. A merge worker
-    killed this way has not committed: the warehouse stays as it was."""
+    A worker is a child of the forkserver, not of that process, and a pool worker holds the
+    write end of its own task queue, so a killed sync (SIGKILL, the OOM killer, a cron
+    timeout) would leave its workers, and through them the forkserver, waiting forever."""
 
     def watch() -> None:
         while not gone(parent_pid):

@@ -11,7 +11,7 @@ failing every merge while the API returns it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -156,15 +156,17 @@ def merge_tasks(
     seen_at: datetime,
     complete: list[CompleteScope],
     memory_limit: str = MERGE_MEMORY_LIMIT,
+    before_commit: Callable[[MergeCounts], None] | None = None,
 ) -> MergeCounts:
     """Apply spooled task lines to raw.quantum_tasks in one transaction (all or nothing).
+    `before_commit` sees the counts of the finished merge; if it raises, nothing is kept.
 
     DuckDB would otherwise take up to 80% of RAM for a big backfill's temp tables; with a
     limit it spills to `<db>.tmp/`, which keeps an ingest of a million tasks within the
     500 MB target (make bench)."""
     ensure_schema(con)
     with bounded_session(con, memory_limit):
-        return _merge(con, spool_files, seen_at.replace(tzinfo=None), complete)
+        return _merge(con, spool_files, seen_at.replace(tzinfo=None), complete, before_commit)
 
 
 @contextmanager
@@ -194,7 +196,13 @@ def bounded_session(
             con.execute(f"SET {name} = '{value}'")
 
 
-def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[CompleteScope]):
+def _merge(
+    con,
+    spool_files: list[Path],
+    naive_seen: datetime,
+    complete: list[CompleteScope],
+    before_commit: Callable[[MergeCounts], None] | None,
+) -> MergeCounts:
     # Before the transaction: it writes only a temp table, and a failed load then reports
     # its own error (inside, restoring the thread count would meet an aborted transaction).
     _load_incoming(con, spool_files, naive_seen)
@@ -274,11 +282,14 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
         # Dropped here, not at disconnect: what runs next on this connection (the asset's
         # checks) should not share memory with a million spooled rows.
         con.execute("DROP TABLE incoming; DROP TABLE complete_days")
+        counts = MergeCounts(inserted, updated, unchanged, marked, rejected)
+        if before_commit is not None:
+            before_commit(counts)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return MergeCounts(inserted, updated, unchanged, marked, rejected)
+    return counts
 
 
 def _keep_rejects(con, seen_at) -> int:
