@@ -286,7 +286,7 @@ def memory(tmp: Path, tasks: int) -> None:
     print(
         f"{count:,} tasks in {seconds:.1f} s; peak RSS of the largest process "
         f"{max(sync_mb, worker_mb):,.0f} MB (target <= 500 MB): the sync process {sync_mb:,.0f} MB, "
-        f"the largest worker (region or merge) or the forkserver {worker_mb:,.0f} MB; "
+        f"the largest region worker or the forkserver {worker_mb:,.0f} MB; "
         f"all of them together (Pss) {total_mb:,.0f} MB"
     )
 

@@ -71,8 +71,8 @@ def run_sync(
         f"sync {tags[ASSET_PARTITION_RANGE_START_TAG]}..{tags[ASSET_PARTITION_RANGE_END_TAG]}"
         + ("" if with_models else " (models skipped)")
     )
-    # The ingest workers' forkserver loads botocore and DuckDB (~0.2 s) while Dagster creates
-    # the run and records its planned partitions, which keeps one core busy, not two.
+    # The region workers' forkserver loads botocore (~0.2 s) while Dagster creates the run and
+    # records its planned partitions, which keeps one core busy, not two.
     start_workers()
     result = job.execute_in_process(
         instance=instance,

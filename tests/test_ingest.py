@@ -234,9 +234,9 @@ def test_failed_run_leaves_warehouse_as_it_was_and_rerun_completes(emulator_fact
     assert_matches_truth(pipeline, healthy)
 
 
-def test_a_merge_that_fails_in_its_worker_fails_the_run_with_its_error(emulator, tmp_path):
-    """The merge runs in a worker process: its DuckDB error reaches the run's failure, and
-    what its transaction wrote before the error is rolled back."""
+def test_a_merge_that_fails_after_writing_fails_the_run_with_its_error(emulator, tmp_path):
+    """DuckDB's error reaches the run's failure message, and what the merge's transaction
+    wrote before it is rolled back."""
     from pipelines.warehouse.raw_tasks import DDL
 
     db = tmp_path / "w.duckdb"
@@ -261,7 +261,7 @@ def test_a_merge_that_fails_in_its_worker_fails_the_run_with_its_error(emulator,
         pipeline.sync(first, first)
     message = str(failed.value)
     assert "CHECK constraint failed" in message, message
-    assert "Traceback" not in message  # the error, not the worker's traceback text
+    assert "Traceback" not in message
     assert pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn") == kept
 
 

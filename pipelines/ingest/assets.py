@@ -16,8 +16,7 @@ The incremental contract, on one screen:
                 still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING or unknown,
                 flagged missing or not) with GetQuantumTask: cost grows with open tasks, not
                 with history
-- writes        one transaction per run after the whole pull, in a worker process
-                (ingest/merge.py); pool `warehouse_writer`
+- writes        one transaction per run after the whole pull; pool `warehouse_writer`
 - checks        arn_unique (blocking) and three warnings, run in this step after the merge
 """
 
@@ -43,7 +42,6 @@ from pipelines.braket.client import retries_from
 from pipelines.braket.facts import ENDED_STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
-from pipelines.ingest.merge import merge_in_worker
 from pipelines.ingest.partitions import task_days
 from pipelines.ingest.pull import CreatedWindow, Spool, pull_window, refresh_tasks
 from pipelines.ingest.workers import start_workers
@@ -65,9 +63,8 @@ class QuantumTasksConfig(Config):
     refresh_open_tasks: bool = Field(
         default=True, description="when the run includes today, re-read open tasks of earlier days"
     )
-    worker_processes: bool = Field(
-        default=True,
-        description="page each region, and merge, in worker processes (False: in this one)",
+    region_processes: bool = Field(
+        default=True, description="page each region in its own process (False: threads)"
     )
 
 
@@ -119,7 +116,7 @@ def quantum_tasks(
 ) -> MaterializeResult:
     started = time.monotonic()
     api = braket.api
-    if config.worker_processes:
+    if config.region_processes and len(api.regions) > 1:
         start_workers()  # loads in parallel with what comes before the pull
     before = api.stats.snapshot()
     today = datetime.now(UTC).date()
@@ -140,7 +137,7 @@ def quantum_tasks(
         )
         pull_started = time.monotonic()
         pulled = pull_window(
-            api, window, spool, progress=context.log.info, processes=config.worker_processes
+            api, window, spool, progress=context.log.info, processes=config.region_processes
         )
         pull_seconds = time.monotonic() - pull_started
         refreshed = (
@@ -148,23 +145,18 @@ def quantum_tasks(
         )
         complete = pulled.complete + (refreshed.complete if refreshed else [])
         merge_started = time.monotonic()
-        if config.worker_processes:
-            counts = merge_in_worker(
-                warehouse.path, warehouse.lock_wait_seconds, spool.files, seen_at, complete
-            )
-        else:
-            with warehouse.write() as con:
-                counts = merge_tasks(con, spool.files, seen_at, complete)
-        merge_seconds = time.monotonic() - merge_started
-        with warehouse.write() as con, bounded_session(con):
-            status_counts = dict(
-                con.execute(
-                    "SELECT coalesce(status, '(none)'), count(*) FROM raw.quantum_tasks "
-                    "WHERE created_date BETWEEN ? AND ? GROUP BY ALL ORDER BY 1",
-                    [days[0], days[-1]],
-                ).fetchall()
-            )
-            check_results = evaluate_ingest_checks(con, seen_at)
+        with warehouse.write() as con:
+            counts = merge_tasks(con, spool.files, seen_at, complete)
+            merge_seconds = time.monotonic() - merge_started
+            with bounded_session(con):
+                status_counts = dict(
+                    con.execute(
+                        "SELECT coalesce(status, '(none)'), count(*) FROM raw.quantum_tasks "
+                        "WHERE created_date BETWEEN ? AND ? GROUP BY ALL ORDER BY 1",
+                        [days[0], days[-1]],
+                    ).fetchall()
+                )
+                check_results = evaluate_ingest_checks(con, seen_at)
 
     stats = {k: v - before.get(k, 0) for k, v in api.stats.snapshot().items()}
     return MaterializeResult(

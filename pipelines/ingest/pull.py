@@ -3,8 +3,8 @@
 Each region gets a worker process (workers.py; a thread with `processes=False` or a single
 region, and for the open-task refresh); each page's task summaries are appended to the spool
 as they arrive, so memory is bounded by a page, not by the window. Nothing touches the
-warehouse here: the spool is merged in one transaction afterwards (merge.py), which is what
-makes a failed pull leave the warehouse as it was.
+warehouse here: the spool is merged in one transaction afterwards (raw_tasks.merge_tasks),
+which is what makes a failed pull leave the warehouse as it was.
 """
 
 from __future__ import annotations

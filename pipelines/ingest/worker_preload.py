@@ -1,9 +1,9 @@
-"""Imported once by the ingest workers' forkserver (workers.py): the pull and merge code,
-DuckDB and Braket's service model are in memory before any worker forks, so a worker starts
-in a few milliseconds instead of ~0.1 s of CPU."""
+"""Imported once by the region workers' forkserver (workers.py): the pull code and Braket's
+service model are in memory before any worker forks, so a worker starts in a few
+milliseconds instead of ~0.1 s of CPU."""
 
 from pipelines.braket.client import load_service_model
-from pipelines.ingest import merge, pull  # noqa: F401  (the code the workers run)
+from pipelines.ingest import pull  # noqa: F401  (the code the workers run)
 
 try:
     load_service_model()

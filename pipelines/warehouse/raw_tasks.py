@@ -11,7 +11,7 @@ failing every merge while the API returns it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -155,32 +155,28 @@ def merge_tasks(
     spool_files: list[Path],
     seen_at: datetime,
     complete: list[CompleteScope],
-    memory_limit: str = MERGE_MEMORY_LIMIT,
-    before_commit: Callable[[MergeCounts], None] | None = None,
 ) -> MergeCounts:
     """Apply spooled task lines to raw.quantum_tasks in one transaction (all or nothing).
-    `before_commit` sees the counts of the finished merge; if it raises, nothing is kept.
 
     DuckDB would otherwise take up to 80% of RAM for a big backfill's temp tables; with a
     limit it spills to `<db>.tmp/`, which keeps an ingest of a million tasks within the
     500 MB target (make bench)."""
     ensure_schema(con)
-    with bounded_session(con, memory_limit):
-        return _merge(con, spool_files, seen_at.replace(tzinfo=None), complete, before_commit)
+    with bounded_session(con):
+        return _merge(con, spool_files, seen_at.replace(tzinfo=None), complete)
 
 
 @contextmanager
-def bounded_session(
-    con: duckdb.DuckDBPyConnection, memory_limit: str = MERGE_MEMORY_LIMIT
-) -> Iterator[None]:
+def bounded_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """The merge's session settings, restored afterwards: a memory limit that spills instead
-    of growing, no insertion order (it makes DuckDB buffer more), and UTC, which is how a
-    timestamp without an offset is read. DuckDB keeps them per database instance, which is
-    per `connect()` of the file here. Also for the queries that follow a merge on the same
-    connection: its buffer pool still holds the merged rows, and without the limit the
-    ingest checks after a 1M-task merge took the process from 280 to 540 MB."""
+    of growing, no insertion order (it makes DuckDB buffer more; only the spool load keeps
+    it, see _two_readers_in_order), and UTC, which is how a timestamp without an offset is
+    read. DuckDB keeps them per database instance, which is per `connect()` of the file
+    here. Also for the queries that follow a merge on the same connection: its buffer pool
+    still holds the merged rows, and without the limit the ingest checks after a 1M-task
+    merge took the process from 280 to 540 MB."""
     settings = {
-        "memory_limit": f"'{memory_limit}'",
+        "memory_limit": f"'{MERGE_MEMORY_LIMIT}'",
         "preserve_insertion_order": "false",
         "TimeZone": "'UTC'",
     }
@@ -196,13 +192,7 @@ def bounded_session(
             con.execute(f"SET {name} = '{value}'")
 
 
-def _merge(
-    con,
-    spool_files: list[Path],
-    naive_seen: datetime,
-    complete: list[CompleteScope],
-    before_commit: Callable[[MergeCounts], None] | None,
-) -> MergeCounts:
+def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[CompleteScope]):
     # Before the transaction: it writes only a temp table, and a failed load then reports
     # its own error (inside, restoring the thread count would meet an aborted transaction).
     _load_incoming(con, spool_files, naive_seen)
@@ -282,14 +272,11 @@ def _merge(
         # Dropped here, not at disconnect: what runs next on this connection (the asset's
         # checks) should not share memory with a million spooled rows.
         con.execute("DROP TABLE incoming; DROP TABLE complete_days")
-        counts = MergeCounts(inserted, updated, unchanged, marked, rejected)
-        if before_commit is not None:
-            before_commit(counts)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return counts
+    return MergeCounts(inserted, updated, unchanged, marked, rejected)
 
 
 def _keep_rejects(con, seen_at) -> int:
@@ -387,9 +374,9 @@ def _load_incoming(con, spool_files: list[Path], seen_at: datetime) -> None:
 def _two_readers_in_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """At most two JSON reader threads, keeping the spool's line order in `incoming`'s rowid
     (files in the order given, lines in file order), which "the last line wins" relies on.
-    Measured at 1M tasks against one thread: the merge ~20% faster, peak RSS 417 MB
-    against 374 MB; each further reader adds its own buffers, which the memory limit does
-    not cover."""
+    Measured against one reader: a 1M-task sync 20 s instead of 24 s at about the same peak
+    RSS; a 200k-task load, which spills under the memory limit either way, ~0.05 s slower.
+    Each further reader adds its own buffers, which the memory limit does not cover."""
     threads, ordered = con.execute(
         "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
     ).fetchone()
