@@ -26,7 +26,7 @@ def descendants(root: int) -> list[int]:
 
 def vm_hwm_mb(pid: int) -> float:
     """A process's peak resident memory so far (VmHWM), 0 once it is gone."""
-    return _status_mb(pid, "VmHWM:")
+    return _field_mb(Path(f"/proc/{pid}/status"), "VmHWM:")
 
 
 def pss_mb(pid: int) -> float:
@@ -34,10 +34,6 @@ def pss_mb(pid: int) -> float:
     other processes (a forkserver's children) count once across them, so a sum over
     processes is their memory together. 0 once it is gone."""
     return _field_mb(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
-
-
-def _status_mb(pid: int, field: str) -> float:
-    return _field_mb(Path(f"/proc/{pid}/status"), field)
 
 
 def _field_mb(path: Path, field: str) -> float:

@@ -1,4 +1,4 @@
-"""Whether a process is still there: ingest workers watch the sync that started them; the
+"""Whether a process is still there: region workers watch the sync that started them; the
 cleanup sensor checks the process behind a cancel run that still says STARTED."""
 
 from __future__ import annotations

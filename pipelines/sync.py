@@ -72,8 +72,11 @@ def run_sync(
         + ("" if with_models else " (models skipped)")
     )
     # The region workers' forkserver loads botocore (~0.2 s) while Dagster creates the run and
-    # records its planned partitions, which keeps one core busy, not two.
-    start_workers()
+    # records its planned partitions, which keeps one core busy, not two. One region pages in
+    # a thread (pull.pull_window), with no workers to start.
+    braket = (defs.resources or {}).get("braket")
+    if braket is None or len(braket.regions) > 1:
+        start_workers()
     result = job.execute_in_process(
         instance=instance,
         tags=tags,
@@ -130,6 +133,6 @@ def _root_cause(failure) -> str | None:
     only says which step failed. The first error below Dagster's wrappers, not the
     innermost: a WarehouseBusy says more than the lock error under it."""
     error = getattr(failure.event_specific_data, "error", None) if failure else None
-    while error is not None and error.cls_name.startswith("Dagster"):
+    while error is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     return error.message.strip() if error is not None else None

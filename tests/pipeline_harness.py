@@ -38,14 +38,18 @@ class Pipeline:
 
 
 def make_pipeline(
-    endpoint_url: str, db_path: Path, instance: DagsterInstance | None = None, **braket
+    endpoint_url: str,
+    db_path: Path,
+    instance: DagsterInstance | None = None,
+    lock_wait_seconds: float = 60,
+    **braket,
 ) -> Pipeline:
     from pipelines.definitions import AREAS
 
     braket.setdefault("pace_at_quota", False)
     resources = {
         "braket": BraketResource(endpoint_url=endpoint_url, **braket),
-        "warehouse": WarehouseResource(path=str(db_path), lock_wait_seconds=60),
+        "warehouse": WarehouseResource(path=str(db_path), lock_wait_seconds=lock_wait_seconds),
     }
     defs = Definitions.merge(*AREAS, Definitions(resources=resources))
     return Pipeline(defs, db_path, instance or DagsterInstance.ephemeral())

@@ -244,13 +244,14 @@ def test_a_merge_that_fails_after_writing_fails_the_run_with_its_error(emulator,
     pipeline = make_pipeline(emulator.url, db)
     pipeline.sync(first, first)
     before = pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn")
+    status_column = "status               VARCHAR,"
+    assert status_column in DDL
     with duckdb.connect(str(db)) as con:  # a constraint this version's rows break
         con.execute(
             "ALTER TABLE raw.quantum_tasks RENAME TO old; "
-            + DDL.replace(
-                "status               VARCHAR,", "status VARCHAR CHECK (status <> 'COMPLETED'),"
-            )
-            + "INSERT INTO raw.quantum_tasks SELECT * FROM raw.old WHERE status <> 'COMPLETED'; DROP TABLE raw.old"
+            + DDL.replace(status_column, "status VARCHAR CHECK (status <> 'COMPLETED'),")
+            + "INSERT INTO raw.quantum_tasks SELECT * FROM raw.old WHERE status <> 'COMPLETED';"
+            + "DROP TABLE raw.old"
         )
         kept = con.execute("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn").fetchall()
     assert 0 < len(kept) < len(before)
@@ -501,6 +502,37 @@ def test_sync_waits_for_another_writer(emulator, tmp_path):
     pipeline.sync(first, last)
     assert holder.wait(timeout=30) == 0
     assert_matches_truth(pipeline, emulator)
+
+
+def test_a_sync_that_gives_up_on_a_held_warehouse_says_so(emulator, tmp_path):
+    """The failure names our WarehouseBusy, not only DuckDB's lock error below it."""
+    import subprocess
+    import sys
+
+    from pipelines.sync import SyncError
+
+    db = tmp_path / "w.duckdb"
+    pipeline = make_pipeline(emulator.url, db, lock_wait_seconds=0.5)
+    pipeline.sync()  # the file exists; the next run's refresh opens it first
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SyncError) as failed:
+            pipeline.sync()
+    finally:
+        holder.communicate("")
+    assert f"{db} stayed locked by another process for 0 s" in str(failed.value)
 
 
 def test_pull_reports_progress_while_region_workers_page(emulator_factory, tmp_path):

@@ -135,8 +135,9 @@ class RegionApi:
 
     @property
     def client(self):
-        """The botocore client, made on first use: a sync whose regions page in worker
-        processes never calls from the parent, which then skips botocore's client setup."""
+        """The botocore client, made on first use: when regions page in worker processes, the
+        sync's own process calls Braket only to refresh open tasks, and otherwise skips
+        botocore's client setup."""
         with self._lock:
             if self._client is None:
                 self._client = self._make_client(self.region)

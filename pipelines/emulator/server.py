@@ -41,7 +41,7 @@ _MAX_HEADERS = 100
 
 
 class RequestHeaders(dict):
-    """Request headers by lower-cased name; lookups take any case, like email.message.Message."""
+    """Request headers by lower-cased name; `get` and `[]` take any case."""
 
     def get(self, name: str, default=None):
         return super().get(name.lower(), default)
@@ -75,8 +75,8 @@ class BraketHandler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """The request line and headers, as http.server's parse_request sets them (command,
-        path, request_version, headers, close_connection), for HTTP/1.0 and 1.1; an error
-        response has been sent when it returns False."""
+        path, request_version, headers, close_connection), for HTTP/1.0 and 1.1. False: the
+        connection closes, after an error response unless the line was empty."""
         self.command = None
         self.request_version = "HTTP/1.1"  # errors below get a status line, unlike HTTP/0.9
         self.close_connection = True
@@ -84,7 +84,7 @@ class BraketHandler(BaseHTTPRequestHandler):
         words = self.requestline.split()
         if not words:  # a stray empty line: closed without an answer, as http.server does
             return False
-        if len(words) == 3 and words[2].startswith("HTTP/2"):
+        if len(words) == 3 and re.fullmatch(r"HTTP/([2-9]|\d\d+)\.\d+", words[2]):
             self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED)
             return False
         if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):

@@ -194,7 +194,7 @@ def bounded_session(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[CompleteScope]):
     # Before the transaction: it writes only a temp table, and a failed load then reports
-    # its own error (inside, restoring the thread count would meet an aborted transaction).
+    # its own error (inside, restoring its settings would meet an aborted transaction).
     _load_incoming(con, spool_files, naive_seen)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -374,8 +374,8 @@ def _load_incoming(con, spool_files: list[Path], seen_at: datetime) -> None:
 def _two_readers_in_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """At most two JSON reader threads, keeping the spool's line order in `incoming`'s rowid
     (files in the order given, lines in file order), which "the last line wins" relies on.
-    Measured against one reader: a 1M-task sync 20 s instead of 24 s at about the same peak
-    RSS; a 200k-task load, which spills under the memory limit either way, ~0.05 s slower.
+    Measured against one reader (best of 3): a 1M-task sync 20 s instead of 24 s at about the
+    same peak RSS; a 200k-task load, which spills under the memory limit either way, ~0.05 s slower.
     Each further reader adds its own buffers, which the memory limit does not cover."""
     threads, ordered = con.execute(
         "SELECT current_setting('threads'), current_setting('preserve_insertion_order')"
