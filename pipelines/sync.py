@@ -74,8 +74,8 @@ def run_sync(
     # The region workers' forkserver loads botocore (~0.2 s) while Dagster creates the run and
     # records its planned partitions, which keeps one core busy, not two. One region pages in
     # a thread (pull.pull_window), with no workers to start.
-    braket = (defs.resources or {}).get("braket")
-    if braket is None or len(braket.regions) > 1:
+    regions = getattr((defs.resources or {}).get("braket"), "regions", None)
+    if regions is None or len(regions) > 1:
         start_workers()
     result = job.execute_in_process(
         instance=instance,
