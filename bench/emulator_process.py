@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from pipelines.processes import stat_fields
+
 BIN = Path(sys.executable).parent / "braket-warehouse"
 
 
@@ -20,7 +22,7 @@ class Served(NamedTuple):
 
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

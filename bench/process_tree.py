@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.processes import stat_fields
+
 
 def descendants(root: int) -> list[int]:
     """Every live process whose chain of parents reaches `root`."""
     parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
+            fields = stat_fields(int(entry.name))
+            if fields is not None:
+                parents[int(entry.name)] = int(fields[1])
     found, frontier = [], {root}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier}

@@ -16,7 +16,7 @@ def gone(pid: int, started: str | None = None) -> bool:
         return True
     except PermissionError:
         return False
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     if fields is None:
         return False
     return fields[0] == "Z" or (started is not None and fields[19] != started)
@@ -24,7 +24,7 @@ def gone(pid: int, started: str | None = None) -> bool:
 
 def start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22)."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return fields[19] if fields else None
 
 
@@ -34,8 +34,9 @@ def this_process() -> dict[str, str]:
     return {"host": socket.gethostname(), "pid": str(pid), "started": start_time(pid) or ""}
 
 
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat after the command name: state first."""
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: state first, then the parent's PID; None
+    once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             return stat.read().rsplit(b")", 1)[1].decode().split()

@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from bench.process_tree import descendants
+from pipelines.processes import gone
 from tests.pipeline_harness import history_days, make_pipeline
 
 WAREHOUSE_COLUMNS = (
@@ -416,7 +417,6 @@ def _sync_process(emulator, db, start, end, home):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     env = {
         **os.environ,
@@ -464,7 +464,7 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     assert pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn") == snapshot
     # Orphaned workers notice and exit, and with them the forkserver.
     deadline = time.monotonic() + 10
-    while (alive := [pid for pid in helpers if _running(pid)]) and time.monotonic() < deadline:
+    while (alive := [pid for pid in helpers if not gone(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive, f"left running after the sync was killed: {alive}"
 
@@ -472,32 +472,34 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     assert_matches_truth(pipeline, slow)
 
 
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def test_sync_waits_for_another_writer(emulator, tmp_path):
-    """DuckDB has one writer: a sync that finds the file held waits for it instead of failing."""
+def _hold_in_another_process(db: Path, seconds: float | None = None):
+    """A process holding the DuckDB file open (DuckDB's one writer): for `seconds`, or until
+    its stdin is closed. Returns once the file is held."""
     import subprocess
     import sys
 
-    db = tmp_path / "w.duckdb"
-    pipeline = make_pipeline(emulator.url, db)
+    wait = "sys.stdin.read()" if seconds is None else f"time.sleep({seconds})"
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(4)",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            f"print('held', flush=True); {wait}",
             str(db),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_sync_waits_for_another_writer(emulator, tmp_path):
+    """DuckDB has one writer: a sync that finds the file held waits for it instead of failing."""
+    db = tmp_path / "w.duckdb"
+    pipeline = make_pipeline(emulator.url, db)
+    holder = _hold_in_another_process(db, seconds=4)
     first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
     pipeline.sync(first, last)
     assert holder.wait(timeout=30) == 0
@@ -506,28 +508,13 @@ def test_sync_waits_for_another_writer(emulator, tmp_path):
 
 def test_a_sync_that_gives_up_on_a_held_warehouse_says_so(emulator, tmp_path):
     """The failure names our WarehouseBusy, not only DuckDB's lock error below it."""
-    import subprocess
-    import sys
-
     from pipelines.sync import SyncError
 
     db = tmp_path / "w.duckdb"
     pipeline = make_pipeline(emulator.url, db, lock_wait_seconds=0.5)
     pipeline.sync()  # the file exists; the next run's refresh opens it first
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "sys.stdin.read()",
-            str(db),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _hold_in_another_process(db)
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SyncError) as failed:
             pipeline.sync()
     finally:
@@ -565,7 +552,6 @@ def test_sync_job_launched_like_the_daemon_runs_every_step_in_one_process(emulat
     import subprocess
     import sys
     from datetime import timedelta
-    from pathlib import Path
 
     import duckdb
 
