@@ -172,6 +172,28 @@ def test_meaning_checks():
     assert "field match.devices[0]: 'Cepheus' is not a device ARN glob" in message
 
 
+@pytest.mark.parametrize(
+    ("section", "line", "field"),
+    [
+        ("    when:\n    #  queued_shots_at_least: 50\n", 6, "when"),
+        ("    exempt:\n      tags:\n", 7, "exempt.tags"),
+        ("    limits:\n      max_cancellations:\n", 7, "limits.max_cancellations"),
+    ],
+)
+def test_a_key_left_without_a_value_is_an_error_not_a_missing_key(section, line, field):
+    """YAML reads `when:` with its condition commented out as null; taken as "no `when`",
+    the policy would cancel every matched task instead of only the groups over the cap."""
+    assert problems(GOOD + section) == [
+        f"p.yaml:{line}: policy 'ok-policy': field {field}: no value: give one or remove the key"
+    ]
+    text = GOOD.replace(
+        "match: {bucket: amazon-braket-qml}", "match:\n      bucket: b\n      tags:"
+    )
+    assert problems(text) == [
+        "p.yaml:6: policy 'ok-policy': field match.tags: no value: give one or remove the key"
+    ]
+
+
 def test_every_problem_of_every_policy_is_reported_and_the_file_refused(tmp_path: Path):
     path = tmp_path / "bad.yaml"
     path.write_text(

@@ -357,6 +357,49 @@ def test_a_queued_run_honours_the_policy_file_as_it_is_when_the_run_starts(clean
     assert run_metadata(run)["policies_removed_since_planned"] == 1
 
 
+def test_a_queued_run_honours_a_policy_narrowed_or_limited_meanwhile(cleanup):
+    """Edited while the run waits: a narrower match skips the tasks it no longer covers
+    (re-read against the file as it is now), and a lower limit is a breach."""
+    c = cleanup
+    elsewhere, still = c.insert(c.task(bucket="amazon-braket-other"), c.task())
+    c.policies(SANDBOX_EXAMPLE.replace("amazon-braket-masumoto", "amazon-braket-*"))
+    (request,) = c.tick().run_requests
+    c.policies(SANDBOX_EXAMPLE)  # bucket narrowed to amazon-braket-masumoto
+    run = c.run(request)
+    assert run.success and c.cancel_calls() == 1
+    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] != "matched"}
+    assert (rows[elsewhere]["outcome"], rows[elsewhere]["detail"]) == (
+        audit.SKIPPED_NO_LONGER_MATCHED,
+        "no longer matches match.bucket (when re-read)",
+    )
+    assert rows[still]["outcome"] == audit.CANCELLED
+    assert c.truth()[elsewhere]["status"] == "QUEUED"
+
+    more = c.insert(c.task(), c.task())
+    (request,) = c.tick().run_requests
+    c.policies(SANDBOX_EXAMPLE.replace("max_cancellations: 50", "max_cancellations: 1"))
+    run = c.run(request)
+    assert not run.success and c.cancel_calls() == 1
+    assert outcomes(c.audit(run.run_id))[audit.LIMIT_EXCEEDED] == set(more)
+
+
+def test_a_task_whose_live_status_left_the_policys_statuses_is_skipped(cleanup, monkeypatch):
+    """A CREATED-only policy: its task was CREATED when planned and is QUEUED when re-read."""
+    c = cleanup
+    (task,) = c.insert(c.task(status="CREATED"))
+    c.policies(SANDBOX_EXAMPLE.replace("statuses: [QUEUED]", "statuses: [CREATED]"))
+    (request,) = c.tick().run_requests
+    reread = RegionApi.get_task
+    monkeypatch.setattr(RegionApi, "get_task", lambda s, a: {**reread(s, a), "status": "QUEUED"})
+    run = c.run(request)
+    assert run.success and c.cancel_calls() == 0
+    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] != "matched"]
+    assert (row["outcome"], row["detail"]) == (
+        audit.SKIPPED_NO_LONGER_MATCHED,
+        "live status QUEUED is not in match.statuses",
+    )
+
+
 def test_an_exemption_tag_added_after_planning_still_protects_the_task(cleanup, monkeypatch):
     """The re-read right before acting sees the task's tags now (TagResource meanwhile)."""
     c = cleanup

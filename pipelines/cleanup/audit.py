@@ -9,6 +9,8 @@ Grain: one row per (run, policy, task, decision). A task normally gets two rows 
   skipped_exempt             matched, but an exemption protects it
   skipped_condition_not_met  matched, but its (device, day) group is under the `when` threshold
   skipped_not_cancellable    its live status is no longer CREATED/QUEUED (e.g. RUNNING)
+  skipped_no_longer_matched  re-read, it fails the policy's match as the file is now (its
+                             status moved out of match.statuses, or the policy was narrowed)
   skipped_not_found          GetQuantumTask no longer knows it
   skipped_already_ended      CancelQuantumTask answered ConflictException: it ended meanwhile
   limit_exceeded             the policy's selection was over a limit: nothing was cancelled
@@ -33,6 +35,7 @@ CANCELLED = "cancelled"
 SKIPPED_EXEMPT = "skipped_exempt"
 SKIPPED_CONDITION = "skipped_condition_not_met"
 SKIPPED_NOT_CANCELLABLE = "skipped_not_cancellable"
+SKIPPED_NO_LONGER_MATCHED = "skipped_no_longer_matched"
 SKIPPED_NOT_FOUND = "skipped_not_found"
 SKIPPED_ALREADY_ENDED = "skipped_already_ended"
 LIMIT_EXCEEDED = "limit_exceeded"

@@ -8,8 +8,9 @@ limits, scope size and the tasks with their decision. The op, per policy:
    records `limit_exceeded` for each selected task and cancels nothing for that policy
    (the run fails at the end, after every policy is handled and the summary is posted);
 3. for each selected task: GetQuantumTask right before acting (skip unless still CREATED or
-   QUEUED and not exempt now), then CancelQuantumTask with a deterministic clientToken (a
-   retry of the run never acts twice) - or, in dry-run, records `dry_run` and calls nothing;
+   QUEUED, still matched by the policy as the file is now, and not exempt now), then
+   CancelQuantumTask with a deterministic clientToken (a retry of the run never acts twice) -
+   or, in dry-run, records `dry_run` and calls nothing;
 4. writes the audit in short transactions (pool `warehouse_writer`), and the run's metadata
    counts outcomes. The run fails when a limit was exceeded or a task could not be acted on
    (an `error` row), after the audit and the summary are written.
@@ -33,10 +34,12 @@ from pipelines.cleanup.matching import (
     CONDITION_NOT_MET,
     EXEMPT,
     SELECTED,
+    Candidate,
     PolicyPlan,
     exempt_because,
+    failed_filter,
 )
-from pipelines.cleanup.policies import Exempt, Limits, Policy, load_policies
+from pipelines.cleanup.policies import Limits, Policy, load_policies
 from pipelines.processes import this_process
 from pipelines.warehouse.resource import WarehouseResource
 
@@ -81,7 +84,8 @@ class CancelQueuedTasksConfig(Config):
     policies_file: str = Field(
         default="",
         description="the policy file the plan came from; re-read when the run starts, so a "
-        "policy switched to dry-run, tightened or removed meanwhile is honoured",
+        "policy switched to dry-run, narrowed, given lower limits or more exemptions, or "
+        "removed meanwhile is honoured",
     )
 
 
@@ -214,8 +218,7 @@ def cancel_queued_tasks_op(
     try:
         for item in items:
             mode = "dry-run" if config.dry_run or item.mode == "dry-run" else "enforce"
-            exempt = written[item.policy].exempt if item.policy in written else None
-            summary = _run_policy(context, api, writer, item, mode, exempt)
+            summary = _run_policy(context, api, writer, item, mode, written.get(item.policy))
             totals.update(summary["counts"])
             summaries.append(summary)
             if summary["breach"]:
@@ -276,7 +279,7 @@ def _tag_outcomes(context, outcomes: dict[str, str]) -> None:
 
 
 def _run_policy(
-    context, api, writer: _AuditWriter, item: PolicyRun, mode: str, exempt: Exempt | None
+    context, api, writer: _AuditWriter, item: PolicyRun, mode: str, policy: Policy | None
 ) -> dict:
     """Steps 1-3 for one policy; returns its summary (counts, ARNs by outcome, errors)."""
     counts: Counter = Counter()
@@ -326,7 +329,7 @@ def _run_policy(
     else:
         # 3. live re-check right before acting, then act
         for task in selected:
-            outcome, detail, called_cancel = _act(api, item.policy, task, mode, exempt)
+            outcome, detail, called_cancel = _act(api, item.policy, task, mode, policy)
             if outcome == audit.ERROR:
                 errors.append(f"{task.quantum_task_arn}: {detail}")
                 context.log.warning(f"policy {item.policy}: {task.quantum_task_arn}: {detail}")
@@ -349,19 +352,21 @@ def _run_policy(
 
 
 def _act(
-    api, policy: str, task: TaskRef, mode: str, exempt: Exempt | None = None
+    api, name: str, task: TaskRef, mode: str, policy: Policy | None = None
 ) -> tuple[str, str, bool]:
-    """(outcome, detail, whether CancelQuantumTask was called) for one selected task:
-    re-read, then cancel or dry-run."""
-    outcome, detail = _recheck(api, task, mode, exempt)
+    """(outcome, detail, whether CancelQuantumTask was called) for one selected task of
+    policy `name`: re-read, then cancel or dry-run. `policy` is the policy as the file is
+    now (None: the plan alone decides)."""
+    outcome, detail = _recheck(api, task, mode, policy)
     if outcome is not None:
         return outcome, detail, False
-    return (*_cancel(api.regions[task.region], policy, task, detail), True)
+    return (*_cancel(api.regions[task.region], name, task, detail), True)
 
 
-def _recheck(api, task: TaskRef, mode: str, exempt: Exempt | None) -> tuple[str | None, str]:
+def _recheck(api, task: TaskRef, mode: str, policy: Policy | None) -> tuple[str | None, str]:
     """The live re-read: (an outcome without cancelling, detail), or (None, live status)
-    when the task is to be cancelled."""
+    when the task is to be cancelled. The `when` condition is not evaluated again: it is
+    about the planned group as a whole."""
     scope = api.regions.get(task.region)
     if scope is None:
         return audit.ERROR, f"region {task.region} is not configured (BRAKET_REGIONS)"
@@ -374,12 +379,36 @@ def _recheck(api, task: TaskRef, mode: str, exempt: Exempt | None) -> tuple[str 
     status = live.get("status")
     if status not in CANCELLABLE_STATUSES:
         return audit.SKIPPED_NOT_CANCELLABLE, f"live status {status}"
-    why = exempt and exempt_because(exempt, task.quantum_task_arn, live.get("tags") or {})
+    if policy is None:
+        return _dry_run_or_cancel(status, mode)
+    why_not = _no_longer_matched(
+        policy, task.region, {"quantumTaskArn": task.quantum_task_arn, **live}
+    )
+    if why_not:
+        return audit.SKIPPED_NO_LONGER_MATCHED, why_not
+    why = exempt_because(policy.exempt, task.quantum_task_arn, live.get("tags") or {})
     if why:
         return audit.SKIPPED_EXEMPT, f"{why} (when re-read)"
+    return _dry_run_or_cancel(status, mode)
+
+
+def _dry_run_or_cancel(status: str, mode: str) -> tuple[str | None, str]:
     if mode == "dry-run":
         return audit.DRY_RUN, f"would cancel (live status {status})"
     return None, status
+
+
+def _no_longer_matched(policy: Policy, region: str, live: dict) -> str | None:
+    """Why the policy, as the file is now, does not match the task as re-read, or None: the
+    task may have moved on (CREATED to QUEUED, say), and
+    the policy may have been narrowed while its run waited."""
+    match = policy.match
+    if match.regions is not None and region not in match.regions:
+        return f"region {region} is no longer in match.regions"
+    if live["status"] not in match.statuses:
+        return f"live status {live['status']} is not in match.statuses"
+    failed = failed_filter(match, Candidate.from_summary(region, live), datetime.now(UTC))
+    return f"no longer matches match.{failed} (when re-read)" if failed else None
 
 
 def _cancel(scope, policy: str, task: TaskRef, status: str) -> tuple[str, str]:

@@ -116,19 +116,28 @@ def _tags_match(wanted: Mapping[str, str], tags: Mapping[str, str]) -> bool:
 
 def matches(match: Match, task: Candidate, now: datetime) -> bool:
     """Every given filter holds (regions and statuses are the scope, checked by the caller)."""
-    checks = (
-        match.devices is None or any(fnmatchcase(task.device_arn, p) for p in match.devices),
-        match.bucket is None or fnmatchcase(task.bucket, match.bucket),
-        match.prefix is None or fnmatchcase(task.prefix, match.prefix),
-        match.key_prefix is None or fnmatchcase(task.key_prefix, match.key_prefix),
-        match.tags is None or _tags_match(match.tags, task.tags),
-        match.min_age is None or now - task.created_at >= match.min_age,
-        match.min_shots is None or task.shots >= match.min_shots,
-        match.max_shots is None or task.shots <= match.max_shots,
-        match.created_after is None or task.created_at >= match.created_after,
-        match.created_before is None or task.created_at < match.created_before,
+    return failed_filter(match, task, now) is None
+
+
+def failed_filter(match: Match, task: Candidate, now: datetime) -> str | None:
+    """The first given `match` filter the task fails, or None (regions and statuses are the
+    scope, checked by the caller)."""
+    holds = {
+        "devices": lambda: any(fnmatchcase(task.device_arn, p) for p in match.devices),
+        "bucket": lambda: fnmatchcase(task.bucket, match.bucket),
+        "prefix": lambda: fnmatchcase(task.prefix, match.prefix),
+        "key_prefix": lambda: fnmatchcase(task.key_prefix, match.key_prefix),
+        "tags": lambda: _tags_match(match.tags, task.tags),
+        "min_age": lambda: now - task.created_at >= match.min_age,
+        "min_shots": lambda: task.shots >= match.min_shots,
+        "max_shots": lambda: task.shots <= match.max_shots,
+        "created_after": lambda: task.created_at >= match.created_after,
+        "created_before": lambda: task.created_at < match.created_before,
+    }
+    return next(
+        (name for name, test in holds.items() if getattr(match, name) is not None and not test()),
+        None,
     )
-    return all(checks)
 
 
 def exemption(exempt: Exempt, task: Candidate) -> str | None:

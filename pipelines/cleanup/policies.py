@@ -154,6 +154,16 @@ DevicePattern = Annotated[str, AfterValidator(_device_pattern)]
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # YAML reads a key with nothing after it (its value commented out, say) as null.
+        # Taken as "not given", it would drop a filter or a `when` condition unnoticed and
+        # widen what the policy cancels.
+        if value is None:
+            raise ValueError("no value: give one or remove the key")
+        return value
+
 
 # -- the schema ----------------------------------------------------------------------------
 
