@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,9 @@ from pipelines.processes import gone
 from tests.pipeline_harness import history_days, make_pipeline
 
 WAREHOUSE_COLUMNS = (
-    "quantum_task_arn, status, shots, device_arn, output_s3_bucket, output_s3_directory"
+    "quantum_task_arn, status, shots, device_arn, output_s3_bucket, output_s3_directory, "
+    "strftime(created_at, '%Y-%m-%dT%H:%M:%S.%gZ'), strftime(ended_at, '%Y-%m-%dT%H:%M:%S.%gZ'), "
+    "tags, region, account_id"
 )
 
 
@@ -26,20 +29,25 @@ def warehouse_by_arn(pipeline) -> dict[str, tuple]:
 
 
 def assert_matches_truth(pipeline, emulator) -> None:
+    """Every task once, with every column the API gives as the API gives it now."""
     truth = truth_by_arn(emulator)
     stored = warehouse_by_arn(pipeline)
     (rows,) = pipeline.rows("SELECT count(*) FROM raw.quantum_tasks")[0]
     assert rows == len(stored), "an ARN is stored twice"
     assert set(stored) == set(truth)
     for arn, task in truth.items():
-        _, status, shots, device, bucket, directory = stored[arn]
-        assert (status, shots, device, bucket, directory) == (
+        _, *columns, tags, region, account = stored[arn]
+        assert columns == [
             task["status"],
             task["shots"],
             task["deviceArn"],
             task["outputS3Bucket"],
             task["outputS3Directory"],
-        ), arn
+            task["createdAt"],
+            task.get("endedAt"),
+        ], arn
+        assert (json.loads(tags) if tags else {}) == (task.get("tags") or {}), arn
+        assert [region, account] == arn.split(":")[3:5], arn
 
 
 @pytest.fixture
@@ -200,6 +208,75 @@ def test_incremental_cost_does_not_grow_with_history(emulator, tmp_path):
     )
     assert gets == still_open
     assert gets < history / 100
+
+
+def _days_ago(emulator, days: int) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.fromtimestamp(emulator.emulator.clock.now_ms() / 1000, UTC)
+    return (now - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _gets(before: dict, after: dict) -> int:
+    return sum(
+        after[r].get("GetQuantumTask", {}).get("count", 0)
+        - before.get(r, {}).get("GetQuantumTask", {}).get("count", 0)
+        for r in after
+    )
+
+
+def test_a_status_this_code_does_not_know_is_refreshed_only_while_the_task_has_not_ended(
+    emulator, pipeline
+):
+    """An unknown status may be a new open one: re-read while there is no endedAt. With an
+    endedAt it is final, and re-reading such tasks every run would grow with history."""
+    created = _days_ago(emulator, 5)
+    paused = emulator.insert(*[{"status": "PAUSED", "createdAt": created}] * 3)
+    archived = emulator.insert(
+        *[{"status": "ARCHIVED", "createdAt": created, "endedAt": created}] * 4
+    )
+    backfill(pipeline, emulator)
+    emulator.advance(10 * 86400)  # every known status has ended
+    pipeline.sync()
+    (known_open,) = pipeline.rows(
+        "SELECT count(*) FROM raw.quantum_tasks WHERE created_date < current_date - 1 "
+        "AND status IN ('CREATED', 'QUEUED', 'RUNNING', 'CANCELLING')"
+    )[0]  # the synthetic history's few long queues
+    before = emulator.stats()
+    meta = materialization(pipeline.sync())
+    gets = _gets(before, emulator.stats())
+    assert gets == meta["open_tasks_refreshed"] == known_open + len(paused)
+    assert {t["quantumTaskArn"] for t in archived} <= warehouse_by_arn(pipeline).keys()
+
+
+def test_a_task_the_api_refuses_to_re_read_does_not_stop_the_sync(emulator, pipeline):
+    """GetQuantumTask denied for one open task (an IAM policy on its tags, say): the sync
+    goes on, counts it, and keeps the row as it was; the next run asks again."""
+    from pipelines.emulator.errors import BraketError
+
+    (refused, answered) = emulator.insert(
+        *[{"status": "QUEUED", "createdAt": _days_ago(emulator, 4)}] * 2
+    )
+    backfill(pipeline, emulator)
+    real_get = emulator.emulator.get_quantum_task
+
+    def get(region, arn, attributes):
+        if arn == refused["quantumTaskArn"]:
+            raise BraketError("AccessDeniedException", "not authorized: braket:GetQuantumTask")
+        return real_get(region, arn, attributes)
+
+    emulator.emulator.get_quantum_task = get
+    # Changes the answered task, so its refresh shows.
+    emulator.emulator.cancel_quantum_task(
+        "us-east-1", answered["quantumTaskArn"], {"clientToken": "t"}
+    )
+    (new,) = emulator.insert({"region": "us-west-2"})
+    meta = materialization(pipeline.sync())
+    assert meta["refresh_errors"] == 1
+    status = "SELECT status FROM raw.quantum_tasks WHERE quantum_task_arn = ?"
+    assert pipeline.rows(status, [refused["quantumTaskArn"]]) == [("QUEUED",)]
+    assert pipeline.rows(status, [answered["quantumTaskArn"]])[0][0] in ("CANCELLING", "CANCELLED")
+    assert pipeline.rows(status, [new["quantumTaskArn"]]) == [("QUEUED",)]
 
 
 def test_faults_and_throttles_lose_nothing(emulator_factory, tmp_path):

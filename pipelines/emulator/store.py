@@ -421,7 +421,8 @@ class TaskStore:
                     "outputS3Directory": directory,
                     "createdAt": created_text[k],
                 }
-                if has_ended[k] and code in (COMPLETED, FAILED, CANCELLED):
+                # Codes past CANCELLED: statuses a test inserted, with the endedAt it gave.
+                if has_ended[k] and (code in (COMPLETED, FAILED, CANCELLED) or code > CANCELLED):
                     task["endedAt"] = ended_text[k]
                 tags = self.tag_sets[tag_ids[k]]
                 if tags:

@@ -13,9 +13,9 @@ The incremental contract, on one screen:
                 after missed syncs, every day since the latest one materialized
                 (schedules.incremental_range_tags)
 - late updates  a run that includes today also re-reads every task of earlier days that is
-                still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING or unknown,
-                flagged missing or not) with GetQuantumTask: cost grows with open tasks, not
-                with history
+                still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING, or a
+                status this code does not know without an endedAt; flagged missing or not)
+                with GetQuantumTask: cost grows with open tasks, not with history
 - writes        one transaction per run after the whole pull; pool `warehouse_writer`
 - checks        arn_unique (blocking) and three warnings, run in this step after the merge
 """
@@ -39,7 +39,7 @@ from dagster import (
 from pydantic import Field
 
 from pipelines.braket.client import retries_from
-from pipelines.braket.facts import ENDED_STATUSES
+from pipelines.braket.facts import OPEN_STATUSES, STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
@@ -76,7 +76,9 @@ def days_in(context: AssetExecutionContext) -> list[date]:
 
 
 def open_tasks_before(con, first_day: date, regions: list[str]) -> dict[str, list[str]]:
-    """ARNs of tasks created before `first_day` that have not ended, per region. Also those
+    """ARNs of tasks created before `first_day` that have not ended, per region. A status this
+    code does not know counts as open while the task has no endedAt: it may be a new open
+    status, and once it has an endedAt it is final, so such tasks cannot pile up. Also those
     flagged missing: a search may stop returning a task that GetQuantumTask still answers
     (a shorter search retention, a missed result), and an open task must be re-read until it
     ends. Not those GetQuantumTask answered with 404 (`not_found_on_refresh`): the API has
@@ -87,11 +89,12 @@ def open_tasks_before(con, first_day: date, regions: list[str]) -> dict[str, lis
         SELECT region, quantum_task_arn FROM raw.quantum_tasks
         WHERE created_date < ?
           AND NOT list_contains(data_issues, '{NOT_FOUND_ON_REFRESH}')
-          AND (status IS NULL OR status NOT IN (SELECT unnest(?)))
+          AND (status IN (SELECT unnest(?))
+               OR (ended_at IS NULL AND coalesce(status NOT IN (SELECT unnest(?)), true)))
           AND region IN (SELECT unnest(?))
         ORDER BY region, created_at
         """,
-        [first_day, list(ENDED_STATUSES), regions],
+        [first_day, list(OPEN_STATUSES), list(STATUSES), regions],
     ).fetchall()
     out: dict[str, list[str]] = defaultdict(list)
     for region, arn in rows:
@@ -169,6 +172,7 @@ def quantum_tasks(
             "tasks_rejected": counts.rejected,
             "tasks_pulled": sum(pulled.tasks_by_region.values()),
             "open_tasks_refreshed": sum(len(v) for v in open_arns.values()),
+            "refresh_errors": stats.get("refresh_errors", 0),
             "pages": stats.get("pages", 0),
             "api_requests": stats.get("requests", 0),
             "throttles": stats.get("throttles", 0),

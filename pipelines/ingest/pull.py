@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from botocore.exceptions import ClientError
 
 from pipelines.braket.client import BraketApi, ClientSettings, RegionApi
 from pipelines.ingest.workers import worker_pool
@@ -177,30 +178,59 @@ def refresh_tasks(
     threads_per_region: int = 4,
 ) -> PullResult:
     """GetQuantumTask for each ARN (tasks still open in the warehouse): one call per task, so
-    the cost follows the number of open tasks, not the size of history."""
+    the cost follows the number of open tasks, not the size of history.
+
+    A task the API refuses (AccessDenied from a tag-conditioned IAM policy, a validation
+    error) is left as the warehouse has it and counted in `refresh_errors`: one such task
+    must not fail every incremental run. Throttling and server errors that outlast
+    botocore's retries still fail the run: the API, not the task, is in trouble."""
+
+    def get(scope: RegionApi, arn: str) -> dict | None | ClientError:
+        try:
+            return scope.get_task(arn)
+        except ClientError as exc:
+            if _api_in_trouble(exc):
+                raise
+            return exc
 
     def refresh_region(scope: RegionApi) -> tuple[str, int, list[CompleteScope]]:
         arns = arns_by_region.get(scope.region, [])
         if not arns:
             return scope.region, 0, []
         missing: list[str] = []
+        refused: list[str] = []
         with spool.open(scope.region) as write, ThreadPoolExecutor(threads_per_region) as pool:
-            for arn, task in zip(arns, pool.map(scope.get_task, arns), strict=True):
+            answers = pool.map(lambda arn: get(scope, arn), arns)
+            for arn, task in zip(arns, answers, strict=True):
                 if task is None:
                     missing.append(arn)
+                elif isinstance(task, ClientError):
+                    refused.append(f"{arn}: {task.response['Error'].get('Code')}")
                 else:
                     task.pop("ResponseMetadata", None)
                     write([task])
+        if refused:
+            api.stats.add("refresh_errors", len(refused))
         progress(
             f"refresh {scope.region}: {len(arns)} open tasks, {len(missing)} no longer returned"
+            + (
+                f", {len(refused)} refused (left as they were; first: {refused[0]})"
+                if refused
+                else ""
+            )
         )
         return (
             scope.region,
-            len(arns) - len(missing),
+            len(arns) - len(missing) - len(refused),
             [CompleteScope(scope.region, None, tuple(missing), scope.account_id)],
         )
 
     return _run_per_region(api, refresh_region)
+
+
+def _api_in_trouble(exc: ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return status == 429 or status >= 500
 
 
 def _run_per_region(api: BraketApi, work) -> PullResult:
