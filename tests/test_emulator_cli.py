@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -111,3 +113,49 @@ def test_bad_option_is_a_usage_error():
     )
     assert result.returncode == 2
     assert "fault" in result.stderr
+
+
+SERVE_OPTIONS = [  # (option, value, EmulatorConfig field, expected; the default differs)
+    ("--fault-rate", "0.25", "fault_rate", 0.25),
+    ("--latency-ms", "40", "latency_ms", 40.0),
+    ("--clock", "frozen", "frozen_clock", True),
+    ("--retention-days", "7.5", "retention_days", 7.5),
+]
+
+
+@pytest.mark.parametrize("command", [["emulator", "serve"], ["demo"]])
+@pytest.mark.parametrize(("option", "value", "field", "expected"), SERVE_OPTIONS)
+def test_each_emulator_option_sets_its_config_field(command, option, value, field, expected):
+    """The subprocess tests cannot tell a parsed option from a dropped one for these four."""
+    from pipelines.cli import build_parser, emulator_config_from_args
+
+    default = emulator_config_from_args(build_parser().parse_args(command))
+    config = emulator_config_from_args(build_parser().parse_args([*command, option, value]))
+    assert getattr(default, field) != expected
+    assert getattr(config, field) == expected
+    assert config == replace(default, **{field: expected}), "no other field moved"
+
+
+def test_serve_hands_the_options_to_the_emulator_it_runs(monkeypatch):
+    """main() -> Emulator: the options change what the served emulator does."""
+    from pipelines import cli
+    from pipelines.emulator import server
+
+    served = {}
+
+    def capture(emulator, host, port):
+        served.update(emulator=emulator, host=host, port=port)
+
+    monkeypatch.setattr(server, "serve_until_signalled", capture)
+    argv = ["emulator", "serve", "--tasks", "50", "--host", "127.0.0.2", "--port", "8123"]
+    argv += ["--fault-rate", "1", "--latency-ms", "40", "--clock", "frozen"]
+    argv += ["--retention-days", "2"]
+    assert cli.main(argv) == 0
+    emulator = served["emulator"]
+    assert (served["host"], served["port"]) == ("127.0.0.2", 8123)
+    assert all(emulator.fault() in ("error", "drop") for _ in range(20)), "every request faults"
+    assert emulator.config.latency_ms == 40.0  # the server sleeps this long per request
+    assert emulator.store.retention_ms == 2 * 86_400_000
+    before = emulator.clock.now_ms()
+    time.sleep(0.02)
+    assert emulator.clock.now_ms() == before, "a frozen clock moves only when told"

@@ -180,6 +180,23 @@ def test_cancel_created_task(emulator):
     assert got["status"] == "CANCELLED"
 
 
+def test_one_client_token_cancels_each_task_it_is_sent_for(emulator):
+    """clientToken makes one task's cancel idempotent (braket-api.md, README); it does not
+    stand for the first task it was used with. A caller reusing a token across tasks must
+    still get every task cancelled."""
+    client = emulator.client("eu-north-1")
+    tasks = emulator.insert(
+        *({"region": "eu-north-1", "status": "QUEUED", "startsAfterSeconds": 600} for _ in "ab")
+    )
+    arns = [t["quantumTaskArn"] for t in tasks]
+    for arn in arns:
+        answer = client.cancel_quantum_task(quantumTaskArn=arn, clientToken="shared-token")
+        assert (answer["quantumTaskArn"], answer["cancellationStatus"]) == (arn, "CANCELLING")
+    assert [client.get_quantum_task(quantumTaskArn=a)["status"] for a in arns] == ["CANCELLING"] * 2
+    emulator.advance(10)
+    assert [client.get_quantum_task(quantumTaskArn=a)["status"] for a in arns] == ["CANCELLED"] * 2
+
+
 @pytest.mark.parametrize("status", ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"])
 def test_cancel_running_or_ended_task_is_a_conflict(emulator, status):
     client = emulator.client("us-west-1")

@@ -7,6 +7,7 @@ turns it into N + 1 total attempts); `total_max_attempts: 1` is what turns retri
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
@@ -92,6 +93,33 @@ def test_standard_retries_ride_out_throttling(emulator_factory):
         assert client.get_device(deviceArn=SV1)["deviceArn"] == SV1
     stats = emulator.stats()["us-east-1"]["GetDevice"]
     assert stats["count"] - stats["throttled"] == 51
+
+
+def test_all_requests_bucket_throttles_a_mix_that_no_operation_bucket_would(monkeypatch):
+    """140/s with a burst of 600 per region, over every operation together. On the quota
+    object with a stopped clock: 600+ requests over HTTP would take seconds and refill."""
+    from pipelines.braket import rate_limit
+    from pipelines.emulator import quotas
+
+    now = [1000.0]
+    stopped = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(quotas, "time", stopped)
+    monkeypatch.setattr(rate_limit, "time", stopped)
+    gate = quotas.Quotas()
+    # 600 requests, each operation within its own burst (GetQuantumTask 500, the others 50).
+    mix = ["GetQuantumTask"] * 450 + ["SearchQuantumTasks", "SearchDevices", "GetDevice"] * 50
+    assert all(gate.admit("us-east-1", op) for op in mix)
+
+    # Every operation still has tokens of its own; the region's total has none.
+    for op in ("GetQuantumTask", "CreateQuantumTask", "CancelQuantumTask"):
+        assert not gate.admit("us-east-1", op), op
+    assert gate.admit("eu-west-2", "GetQuantumTask"), "the total is per region"
+
+    # One second refills 140 of the total; GetQuantumTask's own bucket then holds 150 (50
+    # left plus 100), so what is refused after 140 is refused by the total.
+    now[0] += 1.0
+    admitted = [gate.admit("us-east-1", "GetQuantumTask") for _ in range(150)]
+    assert admitted == [True] * 140 + [False] * 10
 
 
 def test_throttling_off_admits_everything(emulator):

@@ -7,7 +7,7 @@ import math
 import shutil
 import uuid
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import duckdb
 import pytest
@@ -156,6 +156,36 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
     for view in ("marts.weekly_usage", "marts.monthly_usage"):
         assert table(pipeline, f"SELECT sum(tasks) AS t, sum(shots) AS s FROM {view}")[0] == totals
 
+    # ...and group by ISO week (from Monday) and calendar month, row for row.
+    for view, period_column, period_start in (
+        ("marts.weekly_usage", "week_start_date", lambda d: d - timedelta(days=d.weekday())),
+        ("marts.monthly_usage", "month_start_date", lambda d: d.replace(day=1)),
+    ):
+        rolled: dict[tuple, list] = defaultdict(lambda: [0, 0, None])
+        for (day, *rest), (tasks, shots, cost) in daily.items():
+            entry = rolled[(period_start(day), *rest)]
+            entry[0] += tasks
+            entry[1] += shots
+            entry[2] = add_costs(entry[2], cost)
+        rows = table(pipeline, f"SELECT * FROM {view}")
+        got = {
+            (
+                r[period_column],
+                r["region"],
+                r["device_arn"],
+                r["status"],
+                r["bucket"],
+                r["prefix"],
+            ): r
+            for r in rows
+        }
+        assert len(got) == len(rows) == len(rolled), view
+        for key, (tasks, shots, cost) in rolled.items():
+            assert (got[key]["tasks"], got[key]["shots"]) == (tasks, shots), (view, key)
+            assert close(got[key]["est_cost_usd"], cost), (view, key)
+        if period_column == "week_start_date":
+            assert {r[period_column].weekday() for r in rows} == {0}, "weeks start on Monday"
+
     # Seed question 1: total shots by status for one device.
     busiest = max(
         {f["device_arn"] for f in expected.values()},
@@ -205,6 +235,35 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
     )
     assert {(r["bucket"], r["prefix"]): set(r["arns"]) for r in rows} == dict(waiting)
     assert all(r["tasks"] == len(r["arns"]) for r in rows)
+
+    # queue_backlog row for row: counts by status, shots, the oldest task and its age now.
+    backlog: dict[tuple, list[dict]] = defaultdict(list)
+    for task in truth:
+        if task["status"] in ("CREATED", "QUEUED"):
+            region = task["quantumTaskArn"].split(":")[3]
+            prefix = task["outputS3Directory"].split("/")[0]
+            backlog[(region, task["deviceArn"], task["outputS3Bucket"], prefix)].append(task)
+    asked = datetime.now(UTC).replace(tzinfo=None)
+    rows = table(pipeline, "SELECT * FROM marts.queue_backlog")
+    answered = datetime.now(UTC).replace(tzinfo=None)
+    got = {(r["region"], r["device_arn"], r["bucket"], r["prefix"]): r for r in rows}
+    assert len(got) == len(rows) and set(got) == set(backlog)
+    for key, tasks in backlog.items():
+        row = got[key]
+        statuses = [t["status"] for t in tasks]
+        oldest = min(instant(t["createdAt"]) for t in tasks)
+        assert row["tasks"] == len(tasks), key
+        assert (row["created_tasks"], row["queued_tasks"]) == (
+            statuses.count("CREATED"),
+            statuses.count("QUEUED"),
+        ), key
+        assert row["shots"] == sum(t["shots"] for t in tasks), key
+        assert row["oldest_created_at"] == oldest, key
+        # The age counts to the query's own now(), somewhere between asking and the answer.
+        low, high = (asked - oldest).total_seconds(), (answered - oldest).total_seconds()
+        assert low - 0.001 <= row["oldest_age_seconds"] <= high + 0.001, (key, low, high)
+        in_order = sorted(tasks, key=lambda t: (instant(t["createdAt"]), t["quantumTaskArn"]))
+        assert row["task_arns"] == [t["quantumTaskArn"] for t in in_order], key
 
 
 def materializations(result) -> dict[str, dict]:
@@ -285,9 +344,34 @@ def test_models_agree_with_a_python_recomputation_of_the_ground_truth(emulator, 
             "createdAt": at(last, 13),
             "endedAt": at(last, 13, 2),
         },  # fmt: skip
+        # One owner with a task waiting in each open status: created_tasks and queued_tasks.
+        *(
+            {
+                "region": "eu-north-1",
+                "deviceArn": GARNET,
+                "status": status,
+                "shots": 100,
+                "outputS3Bucket": "amazon-braket-backlog",
+                "outputS3KeyPrefix": "waiting",
+                "createdAt": at(last - timedelta(days=days_ago), 8),
+            }
+            for status, days_ago in (("CREATED", 0), ("QUEUED", 2), ("QUEUED", 1))
+        ),
     )
     result = pipeline.sync(first, last)
     assert_models_match_truth(pipeline, emulator.ground_truth())
+    assert table(
+        pipeline,
+        "SELECT created_tasks, queued_tasks, shots, oldest_created_at FROM marts.queue_backlog "
+        "WHERE bucket = 'amazon-braket-backlog'",
+    ) == [
+        {
+            "created_tasks": 1,
+            "queued_tasks": 2,
+            "shots": 300,
+            "oldest_created_at": datetime.combine(last - timedelta(days=2), time(8)),
+        }
+    ]
     assert_model_checks_pass(result)
     meta = materializations(result)
     assert meta["task_facts"]["full_rebuild"] is True

@@ -401,3 +401,187 @@ def test_daily_usage_sums_fail_when_a_day_was_not_rebuilt_after_a_status_change(
     assert not result.passed
     assert [(e["status"], e["raw_tasks"], e["mart_tasks"]) for e in
             result.metadata["examples"].value] == [("COMPLETED", 2, 1), ("QUEUED", None, 1)]  # fmt: skip
+
+
+def model_check(model: str):
+    """The sums_match_raw asset check of `model`, callable like a plain function."""
+    from dagster import AssetKey
+
+    from pipelines.models.checks import MODEL_CHECKS
+
+    (check,) = [c for c in MODEL_CHECKS if AssetKey(model) in {s.asset_key for s in c.check_specs}]
+    return check
+
+
+def differences(result) -> set[str]:
+    return set(result.metadata["differences"].value)
+
+
+@pytest.mark.parametrize("model", ["weekly_usage", "monthly_usage"])
+def test_weekly_and_monthly_sums_fail_when_a_task_or_a_cost_is_missing(tmp_path, model):
+    """Both views roll up daily_usage: a task it lacks, or a cost task_facts no longer agrees
+    with, must fail the check."""
+    check = model_check(model)
+    path, warehouse = built_warehouse(
+        tmp_path,
+        [("a", T0, "COMPLETED", 10, T0), ("b", T0 + timedelta(days=7), "COMPLETED", 20, T0)],
+    )
+    assert check(warehouse=warehouse).passed
+
+    with duckdb.connect(str(path)) as con:  # raw gained a task; the models were not rebuilt
+        raw_insert(con, [("c", T0, "QUEUED", 5, T0)])
+    result = check(warehouse=warehouse)
+    assert not result.passed
+    assert differences(result) == {"tasks", "shots"}
+
+    with duckdb.connect(str(path)) as con:  # rebuilt, then task_facts repriced alone
+        build_all(con)
+        con.execute(
+            "UPDATE staging.task_facts SET est_cost_usd = est_cost_usd + 1 "
+            "WHERE quantum_task_arn = ?",
+            [task_arn("a")],
+        )
+    result = check(warehouse=warehouse)
+    assert not result.passed
+    assert differences(result) == {"est_cost_usd"}
+
+
+def test_bucket_prefix_sums_fail_when_a_task_or_a_whole_level_is_missing(tmp_path):
+    """Checked at each level: losing only the bucket/prefix rows must fail too."""
+    check = model_check("bucket_prefix_tasks")
+    path, warehouse = built_warehouse(
+        tmp_path, [("a", T0, "COMPLETED", 10, T0), ("b", T0, "FAILED", 20, T0)]
+    )
+    assert check(warehouse=warehouse).passed
+
+    with duckdb.connect(str(path)) as con:
+        raw_insert(con, [("c", T0, "COMPLETED", 5, T0)])
+    result = check(warehouse=warehouse)
+    assert not result.passed
+    assert differences(result) == {
+        "bucket tasks",
+        "bucket shots",
+        "bucket/prefix tasks",
+        "bucket/prefix shots",
+    }
+
+    with duckdb.connect(str(path)) as con:
+        build_all(con)
+        con.execute("ALTER VIEW marts.bucket_prefix_tasks RENAME TO bucket_prefix_all")
+        con.execute(
+            "CREATE VIEW marts.bucket_prefix_tasks AS "
+            "SELECT * FROM marts.bucket_prefix_all WHERE level = 'bucket'"
+        )
+    result = check(warehouse=warehouse)
+    assert not result.passed
+    assert differences(result) == {"bucket/prefix tasks", "bucket/prefix shots"}
+
+
+def test_queue_backlog_sums_fail_when_a_waiting_task_is_gone_from_the_api(tmp_path):
+    """raw says the task vanished from the API (cannot be cancelled); the backlog still lists it."""
+    check = model_check("queue_backlog")
+    path, warehouse = built_warehouse(
+        tmp_path, [("a", T0, "QUEUED", 10, T0), ("b", T0, "COMPLETED", 20, T0)]
+    )
+    assert check(warehouse=warehouse).passed
+
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "UPDATE raw.quantum_tasks SET is_missing_from_api = true WHERE quantum_task_arn = ?",
+            [task_arn("a")],
+        )
+    result = check(warehouse=warehouse)
+    assert not result.passed
+    assert result.metadata["differences"].value == {
+        "tasks": {"expected": 0, "actual": 1},
+        "shots": {"expected": 0, "actual": 10},
+        "task_arns": {"expected": 0, "actual": 1},
+    }
+
+
+# By hand from ../shared/braket-api.md ("Pricing" and the device list), not from data/prices.csv.
+DOCUMENTED_QPU_PRICES = {  # device ARN -> (per task, per shot)
+    "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1": (0.30, 0.08),
+    "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-Enterprise-1": (0.30, 0.08),
+    "arn:aws:braket:us-east-1::device/qpu/ionq/Aria-1": (0.30, 0.03),
+    "arn:aws:braket:us-east-1::device/qpu/ionq/Aria-2": (0.30, 0.03),
+    GARNET: (0.30, 0.00145),
+    "arn:aws:braket:us-east-1::device/qpu/quera/Aquila": (0.30, 0.01),
+    "arn:aws:braket:us-west-1::device/qpu/rigetti/Ankaa-2": (0.30, 0.0009),
+    "arn:aws:braket:us-west-1::device/qpu/rigetti/Ankaa-3": (0.30, 0.0009),
+}
+DOCUMENTED_SIMULATOR_PRICES = {  # device ARN -> per minute, with a 3 s minimum
+    f"arn:aws:braket:::device/quantum-simulator/amazon/{name}": per_minute
+    for name, per_minute in (("sv1", 0.075), ("dm1", 0.075), ("tn1", 0.275))
+}
+
+
+def test_every_price_row_charges_what_the_pricing_page_says():
+    """Aria, Ankaa and TN1 are in no emulator history: only this test sees their rows priced."""
+    from fnmatch import fnmatchcase
+
+    documented = [*DOCUMENTED_QPU_PRICES, *DOCUMENTED_SIMULATOR_PRICES]
+    for pattern in load_prices()["device_pattern"]:  # every row prices a device checked below
+        assert any(fnmatchcase(arn, pattern) for arn in documented), pattern
+
+    rows, expected = [], []
+    for i, (arn, (per_task, per_shot)) in enumerate(DOCUMENTED_QPU_PRICES.items()):
+        rows.append(stg_row(f"q{i}", device_arn=arn, shots=1000))
+        expected.append((arn, per_task + 1000 * per_shot))
+    for i, (arn, per_minute) in enumerate(DOCUMENTED_SIMULATOR_PRICES.items()):
+        rows.append(stg_row(f"s{i}", device_arn=arn, ended_at=T0 + timedelta(seconds=120)))
+        expected.append((arn, per_minute * 2))
+        rows.append(stg_row(f"m{i}", device_arn=arn, ended_at=T0 + timedelta(seconds=1)))
+        expected.append((arn, per_minute * 3 / 60))  # the 3 s minimum
+    facts = stage(*rows)
+    assert [(f["device_arn"], f["est_cost_usd"]) for f in facts] == [
+        (arn, pytest.approx(cost, rel=1e-9)) for arn, cost in expected
+    ]
+
+
+def test_weeks_start_on_monday_and_months_on_the_first_across_month_and_year_ends(tmp_path):
+    """The week and month keys, not only the totals: a week spanning a month or a year end
+    stays one week, and a month is not its year."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    created = [
+        datetime(2025, 12, 31, 10),  # Wednesday: the week of Monday 2025-12-29
+        datetime(2026, 1, 1, 10),  # Thursday, same week, next year
+        datetime(2026, 2, 27, 10),  # Friday: the week of Monday 2026-02-23
+        datetime(2026, 3, 1, 23, 59),  # Sunday, same week, next month
+        T0,  # Monday 2026-03-02
+        datetime(2026, 3, 8, 12),  # Sunday, same week
+        datetime(2026, 3, 9, 0, 0),  # Monday: a new week
+    ]
+    shots = [1, 2, 4, 8, 16, 32, 64]
+    raw_insert(
+        con,
+        [
+            (f"t{i}", c, "COMPLETED", s, T0)
+            for i, (c, s) in enumerate(zip(created, shots, strict=True))
+        ],
+    )
+    build_all(con)
+
+    def cost(tasks: int, shots: int) -> float:
+        return pytest.approx(tasks * 0.30 + shots * 0.00145)
+
+    weekly = con.execute(
+        "SELECT week_start_date, tasks, shots, est_cost_usd FROM marts.weekly_usage ORDER BY 1"
+    ).fetchall()
+    assert weekly == [
+        (date(2025, 12, 29), 2, 3, cost(2, 3)),
+        (date(2026, 2, 23), 2, 12, cost(2, 12)),
+        (date(2026, 3, 2), 2, 48, cost(2, 48)),
+        (date(2026, 3, 9), 1, 64, cost(1, 64)),
+    ]
+    assert all(week.weekday() == 0 for week, *_ in weekly)
+    monthly = con.execute(
+        "SELECT month_start_date, tasks, shots, est_cost_usd FROM marts.monthly_usage ORDER BY 1"
+    ).fetchall()
+    assert monthly == [
+        (date(2025, 12, 1), 1, 1, cost(1, 1)),
+        (date(2026, 1, 1), 1, 2, cost(1, 2)),
+        (date(2026, 2, 1), 1, 4, cost(1, 4)),
+        (date(2026, 3, 1), 4, 120, cost(4, 120)),
+    ]
