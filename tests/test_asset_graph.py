@@ -62,3 +62,46 @@ def test_every_warehouse_writer_shares_one_pool():
         graph.get(k).pools and tuple(sorted(graph.get(k).pools)) for k in graph.get_all_asset_keys()
     }
     assert pools == {("warehouse_writer",)}
+
+
+def test_every_op_that_writes_the_warehouse_is_in_the_writer_pool():
+    """Not only assets: the cleanup job's op writes its audit to the same DuckDB file. The
+    asset checks are the only warehouse users outside the pool; they only read."""
+    from pipelines.definitions import defs
+
+    checks = {c.node_def.name for c in defs.asset_checks}
+    pools = {
+        node.name: node.pool
+        for job in defs.resolve_all_job_defs()
+        for node in job.all_node_defs
+        if "warehouse" in node.required_resource_keys and node.name not in checks
+    }
+    assert set(pools) == set(EXPECTED_ASSETS) | {"cancel_selected_tasks"}
+    assert set(pools.values()) == {"warehouse_writer"}
+
+
+def test_a_backfill_of_quantum_tasks_is_one_run():
+    """Run per partition, a backfill would pull every region once a day and queue a merge per
+    day for the one writer; one run walks the range as one search per region, merges once."""
+    from dagster import AssetKey, BackfillPolicy
+
+    from pipelines.definitions import defs
+
+    node = defs.resolve_asset_graph().get(AssetKey("quantum_tasks"))
+    assert node.backfill_policy == BackfillPolicy.single_run()
+
+
+def test_the_instance_lets_one_warehouse_writer_run_at_a_time(tmp_path, monkeypatch):
+    """The pool limit lives in the instance, not the code: the project's dagster.yaml, which
+    a new DAGSTER_HOME gets a copy of, allows one step per pool at a time. With 2, two
+    writers would meet at the DuckDB file's lock instead of queueing in Dagster."""
+    import yaml
+
+    from pipelines.settings import PROJECT_ROOT, ensure_dagster_home
+
+    project = PROJECT_ROOT / "dagster.yaml"
+    pools = yaml.safe_load(project.read_text())["concurrency"]["pools"]
+    assert pools == {"default_limit": 1, "granularity": "op"}
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert (ensure_dagster_home() / "dagster.yaml").read_text() == project.read_text()

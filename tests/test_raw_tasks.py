@@ -403,3 +403,34 @@ def test_the_last_answer_wins_across_files_read_by_parallel_readers(tmp_path):
             "SELECT status FROM raw.quantum_tasks WHERE quantum_task_arn = ?", [ARN + "r"]
         ).fetchone()
     assert counts.inserted == 20_001 and status == "CANCELLED"
+
+
+def test_a_missing_row_the_api_returns_again_unchanged_is_no_longer_missing(tmp_path):
+    """Its content is the same, but the flag is a change: the row is updated (flag cleared,
+    last_seen_at and updated_at moved to the new pull), not only seen again. A refresh 404's
+    `not_found_on_refresh` is cleared with it: the API knows the task again."""
+    from datetime import timedelta
+
+    from pipelines.warehouse.raw_tasks import CompleteScope
+
+    spool = Spool(directory=tmp_path)
+    with spool.open("us-east-1") as write:
+        write([_task("day"), _task("404")])
+    day = [CompleteScope("us-east-1", "2026-03-01")]
+    forgotten = [CompleteScope("us-east-1", None, (ARN + "404",))]
+    back = SEEN + timedelta(hours=2)
+    with connect(tmp_path / "w.duckdb") as con:
+        merge_tasks(con, spool.files, SEEN, [])
+        assert merge_tasks(con, [], SEEN + timedelta(hours=1), forgotten).marked_missing == 1
+        assert merge_tasks(con, [], SEEN + timedelta(hours=1), day).marked_missing == 1
+        again = merge_tasks(con, spool.files, back, day)
+        rows = {
+            arn.rsplit("/", 1)[1]: rest
+            for arn, *rest in con.execute(
+                "SELECT quantum_task_arn, is_missing_from_api, data_issues, first_seen_at, "
+                "last_seen_at, updated_at FROM raw.quantum_tasks"
+            ).fetchall()
+        }
+    assert again.astuple() == (0, 2, 0, 0)
+    naive, back = SEEN.replace(tzinfo=None), back.replace(tzinfo=None)
+    assert rows == {"day": [False, [], naive, back, back], "404": [False, [], naive, back, back]}
