@@ -26,11 +26,19 @@ class SyncError(RuntimeError):
 
 
 def range_tags(
-    start: date | None, end: date | None, instance: DagsterInstance | None = None
+    start: date | None, end: date | None, instance: DagsterInstance | None = None, defs=None
 ) -> dict[str, str]:
-    """Tags for a single run over [start, end]; no dates means the incremental range."""
+    """Tags for a single run over [start, end]; no dates means the incremental range (of the
+    warehouse and regions in `defs`' resources)."""
     if start is None and end is None:
-        return incremental_range_tags(datetime.now(UTC), instance)
+        resources = (defs.resources or {}) if defs is not None else {}
+        braket = resources.get("braket")
+        return incremental_range_tags(
+            datetime.now(UTC),
+            instance,
+            resources.get("warehouse"),
+            getattr(braket, "regions", None),
+        )
     first_partition = task_days.start.date()
     today = datetime.now(UTC).date()
     start = start or first_partition
@@ -64,7 +72,7 @@ def run_sync(
     if instance is None:
         ensure_dagster_home()
         instance = DagsterInstance.get()
-    tags = range_tags(start, end, instance)
+    tags = range_tags(start, end, instance, defs)
     job = defs.resolve_job_def("sync")
     selection = None if with_models else [AssetKey("quantum_tasks")]
     echo(

@@ -59,54 +59,108 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_hourly_schedule_requests_yesterday_and_today():
-    from dagster import build_schedule_context, instance_for_test
+AT = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+REGIONS_SYNCED = ["us-east-1", "us-west-1"]
 
+
+def _schedule_tags(instance, db: Path) -> dict[str, str]:
+    from dagster import build_schedule_context
+
+    from pipelines.braket.resource import BraketResource
     from pipelines.ingest.schedules import hourly_sync
+    from pipelines.warehouse.resource import WarehouseResource
 
-    at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
-    with (
-        instance_for_test() as instance,
-        build_schedule_context(instance=instance, scheduled_execution_time=at) as context,
-    ):
+    resources = {
+        "braket": BraketResource(endpoint_url="http://127.0.0.1:9", regions=REGIONS_SYNCED),
+        "warehouse": WarehouseResource(path=str(db)),
+    }
+    # Closed before the instance: a context left to the garbage collector restored a dead
+    # instance's state storage for Dagster, and later tests' Definitions failed.
+    with build_schedule_context(
+        instance=instance, scheduled_execution_time=AT, resources=resources
+    ) as context:
         request = hourly_sync(context)
-    assert request.tags["dagster/asset_partition_range_start"] == "2026-02-28"
-    assert request.tags["dagster/asset_partition_range_end"] == "2026-03-01"
-    assert request.run_key == f"sync-{at.isoformat()}"
+    assert request.run_key == f"sync-{AT.isoformat()}"
+    return request.tags
 
 
-def test_an_incremental_run_after_missed_syncs_starts_at_the_last_day_synced():
-    """Days between the last sync and yesterday are pulled, not left to the API's retention."""
-    from dagster import AssetMaterialization, build_schedule_context, instance_for_test
+def _sync_days(db: Path, days: dict[str, list[str]]) -> None:
+    """Record (region, day) windows as pulled in full, as a merge of those pulls does."""
+    from datetime import date
 
-    from pipelines.ingest.schedules import hourly_sync
+    from pipelines.warehouse.connection import connect
+    from pipelines.warehouse.raw_tasks import CompleteScope, merge_tasks
 
-    at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+    complete = [CompleteScope(r, date.fromisoformat(d)) for r, ds in days.items() for d in ds]
+    with connect(db) as con:
+        merge_tasks(con, [], AT, complete)
 
-    def tags(instance) -> dict[str, str]:
-        # Closed before the instance: a context left to the garbage collector restored a
-        # dead instance's state storage for Dagster, and later tests' Definitions failed.
-        with build_schedule_context(instance=instance, scheduled_execution_time=at) as context:
-            return hourly_sync(context).tags
+
+def _start(tags: dict[str, str]) -> str:
+    assert tags["dagster/asset_partition_range_end"] == "2026-03-01"
+    return tags["dagster/asset_partition_range_start"]
+
+
+def test_hourly_schedule_requests_yesterday_and_today(tmp_path):
+    """A warehouse that holds no day yet: history is a backfill, not the hourly run's job."""
+    from dagster import instance_for_test
 
     with instance_for_test() as instance:
-        for day in ("2026-02-10", "2026-02-24"):
+        assert _start(_schedule_tags(instance, tmp_path / "w.duckdb")) == "2026-02-28"
+
+
+def test_an_incremental_run_after_missed_syncs_starts_at_the_last_day_the_warehouse_holds(
+    tmp_path,
+):
+    """Days between the last sync and yesterday are pulled, not left to the API's retention."""
+    from dagster import instance_for_test
+
+    db = tmp_path / "w.duckdb"
+    with instance_for_test() as instance:
+        _sync_days(db, {r: ["2026-02-10", "2026-02-24"] for r in REGIONS_SYNCED})
+        assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+        # A lone sync of today does not hide the gap before it ...
+        _sync_days(db, {r: ["2026-03-01"] for r in REGIONS_SYNCED})
+        assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+        # ... a region behind the others holds the catch-up back to its own last day ...
+        _sync_days(db, {"us-east-1": ["2026-02-28"]})
+        assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+        # ... and once every region has yesterday, it is the plain incremental range again.
+        _sync_days(db, {"us-west-1": ["2026-02-28"]})
+        assert _start(_schedule_tags(instance, db)) == "2026-02-28"
+
+
+def test_runs_the_instance_recorded_into_another_warehouse_do_not_hide_a_gap(tmp_path):
+    """`make demo` records its runs in the same instance, into data/demo.duckdb; a deleted or
+    replaced warehouse file leaves the instance's records behind too. The file decides."""
+    from dagster import AssetMaterialization, instance_for_test
+
+    db = tmp_path / "w.duckdb"
+    with instance_for_test() as instance:
+        for day in ("2026-02-27", "2026-02-28"):  # the other file's runs
             instance.report_runless_asset_event(
                 AssetMaterialization("quantum_tasks", partition=day)
             )
-        first = tags(instance)
-        assert first["dagster/asset_partition_range_start"] == "2026-02-24"
-        assert first["dagster/asset_partition_range_end"] == "2026-03-01"
-        # A lone materialization of today does not hide the gap before it ...
-        instance.report_runless_asset_event(
-            AssetMaterialization("quantum_tasks", partition="2026-03-01")
-        )
-        assert tags(instance)["dagster/asset_partition_range_start"] == "2026-02-24"
-        # ... and once yesterday is in, it is the plain incremental range again.
-        instance.report_runless_asset_event(
-            AssetMaterialization("quantum_tasks", partition="2026-02-28")
-        )
-        assert tags(instance)["dagster/asset_partition_range_start"] == "2026-02-28"
+        _sync_days(db, {r: ["2026-02-20"] for r in REGIONS_SYNCED})
+        assert _start(_schedule_tags(instance, db)) == "2026-02-20"
+
+
+def test_the_instance_decides_when_the_warehouse_cannot_say(tmp_path):
+    """A warehouse written before raw.synced_days (or held by a writer): the instance's
+    latest materialized day before today, as before."""
+    from dagster import AssetMaterialization, instance_for_test
+
+    from pipelines.warehouse.connection import connect
+
+    db = tmp_path / "w.duckdb"
+    with connect(db) as con:
+        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (quantum_task_arn VARCHAR)")
+    with instance_for_test() as instance:
+        for day in ("2026-02-10", "2026-02-24", "2026-03-01"):
+            instance.report_runless_asset_event(
+                AssetMaterialization("quantum_tasks", partition=day)
+            )
+        assert _start(_schedule_tags(instance, db)) == "2026-02-24"
 
 
 @pytest.mark.parametrize("value, says", [("2025-13-01", "is not a date"), ("2999-01-01", "future")])

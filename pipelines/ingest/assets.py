@@ -10,8 +10,8 @@ The incremental contract, on one screen:
 - key           quantumTaskArn; upsert by ARN, never delete (raw_tasks.merge_tasks)
 - lookback      incremental runs take today and yesterday: a run just after midnight still
                 finishes yesterday, whose tasks are the ones most likely still changing;
-                after missed syncs, every day since the latest one materialized
-                (schedules.incremental_range_tags)
+                after missed syncs, every day since the last one the warehouse holds in
+                full (raw.synced_days; schedules.incremental_range_tags)
 - late updates  a run that includes today also re-reads every task of earlier days that is
                 still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING, or a
                 status this code does not know without an endedAt; flagged missing or not)

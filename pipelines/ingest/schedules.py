@@ -1,9 +1,11 @@
 """The hourly incremental sync: the latest two days (lookback 1), or every day since the last
-sync when syncs stopped for longer, plus the open-task refresh."""
+one the warehouse holds in full when syncs stopped for longer, plus the open-task refresh."""
 
 import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
+import duckdb
 from dagster import (
     AssetKey,
     AssetSelection,
@@ -19,7 +21,12 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from pipelines.braket.facts import REGIONS
+from pipelines.braket.resource import BraketResource
 from pipelines.ingest.partitions import task_days
+from pipelines.warehouse.connection import WarehouseBusy, connect
+from pipelines.warehouse.raw_tasks import latest_synced_day
+from pipelines.warehouse.resource import WarehouseResource
 
 LOOKBACK_DAYS = 1
 SYNC_CRON = os.environ.get("BRAKET_SYNC_CRON") or "0 * * * *"
@@ -34,28 +41,52 @@ sync_job = define_asset_job(
 
 
 def incremental_range_tags(
-    now: datetime, instance: DagsterInstance | None = None
+    now: datetime,
+    instance: DagsterInstance | None = None,
+    warehouse: WarehouseResource | None = None,
+    regions: list[str] | None = None,
 ) -> dict[str, str]:
     """Partition-range tags for the incremental run at `now`: yesterday..today (UTC), or from
-    the latest day already materialized when syncs stopped for longer (the daemon was down,
-    a weekly cron): the days in between are pulled before the API's retention forgets them.
-    An instance that never materialized a day starts at yesterday (history is a backfill);
-    one whose latest day is an old backfill catches up from there, in one run."""
+    the last day the warehouse holds in full when syncs stopped for longer (the daemon was
+    down, a weekly cron): the days in between are pulled before the API's retention forgets
+    them. The warehouse's raw.synced_days says which days it holds; the Dagster instance is
+    asked only when the file cannot say (a writer holds it, or it predates that table), as
+    the instance may have recorded runs into another file (the demo's, one since deleted).
+    A warehouse that holds no day starts at yesterday (history is a backfill); one whose
+    latest day is an old backfill catches up from there, in one run."""
     last = now.astimezone(UTC).date()
     first = last - timedelta(days=LOOKBACK_DAYS)
-    if instance is not None:
+    held = _held_by_warehouse(warehouse, regions, before=last) if warehouse else UNKNOWN
+    if held is UNKNOWN and instance is not None:
         done = instance.get_materialized_partitions(AssetKey("quantum_tasks"))
         # Before today: a lone materialization of today must not hide the gap before it.
-        latest = max(
+        held = max(
             (date.fromisoformat(key) for key in done if key < last.isoformat()), default=None
         )
-        if latest is not None and latest < first:
-            first = latest
+    if isinstance(held, date) and held < first:
+        first = held
     first = max(first, task_days.start.date())
     return {
         ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
         ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
     }
+
+
+UNKNOWN = "unknown"
+
+
+def _held_by_warehouse(
+    warehouse: WarehouseResource, regions: list[str] | None, before: date
+) -> date | None | str:
+    """raw_tasks.latest_synced_day of the warehouse file; None when there is no file yet;
+    UNKNOWN when it cannot be read now (held by a writer, or written before synced_days)."""
+    if not Path(warehouse.path).exists():
+        return None
+    try:
+        with connect(warehouse.path, read_only=True, wait_seconds=5) as con:
+            return latest_synced_day(con, list(regions or REGIONS), before)
+    except (WarehouseBusy, duckdb.CatalogException):
+        return UNKNOWN
 
 
 @schedule(
@@ -65,7 +96,9 @@ def incremental_range_tags(
     default_status=DefaultScheduleStatus.RUNNING,
     description="Hourly incremental sync (BRAKET_SYNC_CRON changes the cron).",
 )
-def hourly_sync(context: ScheduleEvaluationContext) -> RunRequest:
+def hourly_sync(
+    context: ScheduleEvaluationContext, braket: BraketResource, warehouse: WarehouseResource
+) -> RunRequest:
     now = context.scheduled_execution_time or datetime.now(UTC)
-    tags = incremental_range_tags(now, context.instance)
+    tags = incremental_range_tags(now, context.instance, warehouse, braket.regions)
     return RunRequest(run_key=f"sync-{now.isoformat()}", tags=tags)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS raw.quantum_task_rejects (
     data_issues          VARCHAR[] NOT NULL,
     first_seen_at        TIMESTAMP NOT NULL,
     last_seen_at         TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS raw.synced_days (
+    region               VARCHAR NOT NULL,
+    account_id           VARCHAR,           -- null: the caller's own account
+    created_date         DATE NOT NULL,     -- a UTC day of createdAt this file holds in full
+    synced_at            TIMESTAMP NOT NULL -- the latest pull that walked the whole day
 );
 """
 
@@ -269,6 +275,7 @@ def _merge(con, spool_files: list[Path], naive_seen: datetime, complete: list[Co
                 [naive_seen, naive_seen, naive_seen],
             )
         marked = _mark_missing(con, complete, naive_seen)
+        _record_synced_days(con, naive_seen)
         # Dropped here, not at disconnect: what runs next on this connection (the asset's
         # checks) should not share memory with a million spooled rows.
         con.execute("DROP TABLE incoming; DROP TABLE complete_days")
@@ -385,6 +392,50 @@ def _two_readers_in_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         yield
     finally:
         con.execute(f"SET threads = {int(threads)}; SET preserve_insertion_order = {bool(ordered)}")
+
+
+def _record_synced_days(con, seen_at) -> None:
+    """raw.synced_days gets the (region, day) windows this pull walked completely (the
+    `complete_days` of _mark_missing): which days this file holds is a fact about the file,
+    which an incremental run's catch-up reads (latest_synced_day), not the Dagster instance,
+    which may have recorded runs into another file (the demo's, a deleted one)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE synced AS
+        SELECT c.region, c.account_id, c.created_date,
+               greatest(max(s.synced_at), $seen) AS synced_at  -- a late merge never moves it back
+        FROM complete_days c LEFT JOIN raw.synced_days s
+          ON s.region = c.region AND s.created_date = c.created_date
+         AND s.account_id IS NOT DISTINCT FROM c.account_id
+        GROUP BY ALL
+        """,
+        {"seen": seen_at},
+    )
+    con.execute(
+        """
+        DELETE FROM raw.synced_days s USING synced c
+        WHERE s.region = c.region AND s.created_date = c.created_date
+          AND s.account_id IS NOT DISTINCT FROM c.account_id;
+        INSERT INTO raw.synced_days BY NAME SELECT * FROM synced;
+        DROP TABLE synced;
+        """
+    )
+
+
+def latest_synced_day(con, regions: list[str], before: date) -> date | None:
+    """The earliest, over `regions`, of the last day before `before` each holds in full: an
+    incremental run catches up from there. None when none of them has one. A region without
+    any synced day (added to the configuration later) needs a backfill, as a new warehouse
+    does; it does not hold back the others' catch-up."""
+    (latest,) = con.execute(
+        """
+        SELECT min(latest) FROM (
+            SELECT max(created_date) AS latest FROM raw.synced_days
+            WHERE created_date < ? AND region IN (SELECT unnest(?)) GROUP BY region)
+        """,
+        [before, regions],
+    ).fetchone()
+    return latest
 
 
 NOT_FOUND_ON_REFRESH = "not_found_on_refresh"
