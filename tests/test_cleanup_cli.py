@@ -109,7 +109,9 @@ def test_enforce_in_process_runs_the_job_on_the_instance(cleanup):
     lines: list[str] = []
     result = enforce(path, defs=c.defs, instance=c.instance, echo=lines.append)
     assert result.success
-    assert c.instance.get_run_by_id(result.run_id).tags["cleanup/trigger"] == "cli"
+    tags = c.instance.get_run_by_id(result.run_id).tags
+    assert tags["cleanup/trigger"] == "cli"
+    assert "cleanup-selection/sandbox-cleanup" in tags  # what the sensor reads of CLI runs
     assert outcomes(c.audit(result.run_id))[audit.CANCELLED] == set(targets)
     assert "  sandbox-cleanup: cancelled 2" in lines
     table = audit_lines(c.audit(result.run_id))
@@ -120,6 +122,31 @@ def test_enforce_in_process_runs_the_job_on_the_instance(cleanup):
     lines.clear()
     assert enforce(path, defs=c.defs, instance=c.instance, echo=lines.append) is None
     assert lines[-1] == "nothing to cancel: no run started"
+
+
+def test_enforce_leaves_a_policy_whose_run_is_in_flight_to_that_run(cleanup):
+    """As the sensor does: runs of one policy never overlap; the other policies go ahead."""
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    c = cleanup
+    (sandbox,) = c.insert(c.task())
+    (qml,) = c.insert(c.task(bucket="amazon-braket-qml"))
+    path = c.policies(SANDBOX_EXAMPLE + QML)
+    create_run_for_test(
+        c.instance,
+        job_name="cancel_queued_tasks",
+        status=DagsterRunStatus.STARTED,
+        tags={"cleanup-selection/sandbox-cleanup": "an earlier selection"},
+    )
+    lines: list[str] = []
+    result = enforce(path, defs=c.defs, instance=c.instance, echo=lines.append)
+    assert result.success
+    assert any(
+        line.startswith("policy sandbox-cleanup") and "still in flight" in line for line in lines
+    )
+    assert outcomes(c.audit(result.run_id)) == {audit.MATCHED: {qml}, audit.CANCELLED: {qml}}
+    assert c.truth()[sandbox]["status"] == "QUEUED"
 
 
 def test_enforce_reports_a_failed_run(cleanup):

@@ -201,25 +201,32 @@ def enforce(
 
     from pipelines.cleanup import audit
     from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
+    from pipelines.cleanup.sensors import policies_in_flight
     from pipelines.settings import ensure_dagster_home
 
     if defs is None:
         from pipelines.definitions import defs
     policies = load_policies(path)
     plans = plan_policies(policies, defs.resources["braket"].api)
+    if instance is None:
+        ensure_dagster_home()
+        instance = DagsterInstance.get()
+    # As the sensor does: runs of one policy never overlap (the first may still be cancelling).
+    busy = policies_in_flight(instance)
     for item in plans:
         mode = "dry-run" if dry_run else item.policy.mode
+        waits = item.policy.name in busy and item.selected
         echo(
             f"policy {item.policy.name} ({mode}): {len(item.selected)} selected of "
-            f"{item.matched} matched" + (f"; LIMIT EXCEEDED: {item.breach}" if item.breach else "")
+            f"{item.matched} matched"
+            + (f"; LIMIT EXCEEDED: {item.breach}" if item.breach else "")
+            + ("; a run of it is still in flight: left to that run" if waits else "")
         )
+    plans = [p for p in plans if p.policy.name not in busy]
     run_config = run_config_for(plans, dry_run=dry_run, policies_file=path)
     if not run_config["ops"][OP_NAME]["config"]["policies"]:
         echo("nothing to cancel: no run started")
         return None
-    if instance is None:
-        ensure_dagster_home()
-        instance = DagsterInstance.get()
     run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
     result = defs.resolve_job_def(JOB_NAME).execute_in_process(
         run_config=run_config,

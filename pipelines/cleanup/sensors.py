@@ -20,6 +20,9 @@ tag `cleanup-outcome/<policy>`, set by the job):
   again, up to MAX_ATTEMPTS failed runs; run_key cleanup-<policy>-<hash>-<n>, so the daemon
   never launches one request twice.
 
+The run history is the sensor's memory, not a cursor: a cursor would be a second record of
+what was requested, which CLI runs and failed or terminated runs would not update.
+
 Off by default (DefaultSensorStatus.STOPPED) so nothing is cancelled by surprise; start it
 in the UI (Automation -> queued_task_cleanup -> Start) or with
 `dagster sensor start queued_task_cleanup -w workspace.yaml`. The interval is
