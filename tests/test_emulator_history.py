@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipelines.emulator.devices import DEVICES_BY_ARN, REGIONS
+from pipelines.emulator.history import retired_days_ago
 from pipelines.emulator.service import Emulator
 from tests.emulator_harness import RunningEmulator, end_of_yesterday_ms, small_config
 
@@ -91,10 +92,32 @@ def test_devices_current_retired_and_simulators(year):
     # A retired device only ran before it retired (its last day of service).
     end = emulator.emulator.config.end_ms
     end_day = -(-end // DAY_MS) * DAY_MS
+    days = emulator.emulator.config.days
     for t in truth:
         device = DEVICES_BY_ARN[t["deviceArn"]]
         if device.retired_after_days_ago:
-            assert to_ms(t["createdAt"]) < end_day - device.retired_after_days_ago * DAY_MS, t
+            assert to_ms(t["createdAt"]) < end_day - retired_days_ago(device, days) * DAY_MS, t
+
+
+@pytest.mark.parametrize("days", [10, 30])
+def test_a_short_history_still_has_every_retired_device(days):
+    """A 30-day demo shows retired devices too: retirements older than the window are scaled
+    into it (same order), and each device stops before its scaled retirement day."""
+    emulator = Emulator(small_config(tasks=20_000, days=days, seed=3))
+    end_day = -(-emulator.config.end_ms // DAY_MS) * DAY_MS
+    seen = set()
+    for t in emulator.store.all_summaries():
+        device = DEVICES_BY_ARN[t["deviceArn"]]
+        if device.retired_after_days_ago:
+            seen.add(device.name)
+            assert to_ms(t["createdAt"]) < end_day - retired_days_ago(device, days) * DAY_MS, t
+    assert seen == {d.name for d in DEVICES_BY_ARN.values() if d.retired_after_days_ago}
+    retired = sorted(
+        (d for d in DEVICES_BY_ARN.values() if d.retired_after_days_ago),
+        key=lambda d: d.retired_after_days_ago,
+    )
+    scaled = [retired_days_ago(d, days) for d in retired]
+    assert scaled == sorted(scaled) and 0 < scaled[0] and scaled[-1] <= 0.9 * days
 
 
 def test_retired_devices_stop_before_retirement_with_any_end_time():
@@ -108,7 +131,7 @@ def test_retired_devices_stop_before_retirement_with_any_end_time():
             created = to_ms(t["createdAt"])
             assert end - 365 * DAY_MS <= created < end
             if device.retired_after_days_ago:
-                assert created < end_day - device.retired_after_days_ago * DAY_MS, t
+                assert created < end_day - retired_days_ago(device, 365) * DAY_MS, t
 
 
 def test_shots_are_the_devices_usual_counts(year):

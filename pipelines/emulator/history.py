@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.emulator.devices import DEVICES, REGIONS
+from pipelines.emulator.devices import DEVICES, REGIONS, Device
 from pipelines.emulator.store import COMPLETED, FAILED, NEVER, TaskStore
 
 DAY_MS = 86_400_000
@@ -68,6 +68,17 @@ def bucket_for_defaults(account_id: str, region: str) -> str:
     return f"amazon-braket-{region}-{account_id}"
 
 
+def retired_days_ago(device: Device, days: int) -> int:
+    """How many days before the end of a `days`-day history `device` retired (0: in service).
+    Its real age when the oldest retirement fits in 90% of the window; otherwise every
+    retirement is scaled into the window's first 90%, in the same order, so that any history
+    (a 30-day demo too) has tasks on retired devices."""
+    if not device.retired_after_days_ago:
+        return 0
+    oldest = max(d.retired_after_days_ago or 0 for d in DEVICES)
+    return round(device.retired_after_days_ago * min(1.0, 0.9 * days / oldest))
+
+
 def generate(store: TaskStore, spec: HistorySpec) -> int:
     """Fill `store` with `spec.tasks` tasks; returns how many were added."""
     rng = np.random.default_rng(spec.seed)
@@ -87,11 +98,12 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
     day_epochs = day_start // DAY_MS + np.arange(day_count)
     day_weights = WEEKDAY_WEIGHTS[(day_epochs + 3) % 7]  # 1970-01-01 was a Thursday
     day = np.empty(n, dtype=np.int64)
-    for i, d in enumerate(DEVICES):
+    retired_ago = [retired_days_ago(d, spec.days) for d in DEVICES]
+    for i in range(len(DEVICES)):
         mine = np.flatnonzero(device == i)
         if not len(mine):
             continue
-        last_day = day_count - d.retired_after_days_ago if d.retired_after_days_ago else day_count
+        last_day = day_count - retired_ago[i]
         if last_day <= 0:  # retired before the window: its share goes to SV1
             device[mine] = next(j for j, x in enumerate(DEVICES) if x.name == "SV1")
             last_day = day_count
@@ -103,12 +115,7 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
     # but never past the end of their device's last day of service.
     outside = (created < start_ms) | (created >= spec.end_ms)
     service_end = np.array(
-        [
-            day_start + (day_count - d.retired_after_days_ago) * DAY_MS
-            if d.retired_after_days_ago
-            else spec.end_ms
-            for d in DEVICES
-        ]
+        [day_start + (day_count - ago) * DAY_MS if ago else spec.end_ms for ago in retired_ago]
     )[device[outside]]
     created[outside] = rng.integers(
         start_ms, np.minimum(spec.end_ms, service_end), size=int(outside.sum())
