@@ -102,7 +102,8 @@ def test_devices_current_retired_and_simulators(year):
 @pytest.mark.parametrize("days", [10, 30])
 def test_a_short_history_still_has_every_retired_device(days):
     """A 30-day demo shows retired devices too: retirements older than the window are scaled
-    into it (same order), and each device stops before its scaled retirement day."""
+    into it (same order), each device stops before its scaled retirement day, and retires
+    with an empty queue."""
     emulator = Emulator(small_config(tasks=20_000, days=days, seed=3))
     end_day = -(-emulator.config.end_ms // DAY_MS) * DAY_MS
     seen = set()
@@ -111,6 +112,7 @@ def test_a_short_history_still_has_every_retired_device(days):
         if device.retired_after_days_ago:
             seen.add(device.name)
             assert to_ms(t["createdAt"]) < end_day - retired_days_ago(device, days) * DAY_MS, t
+            assert t["status"] in ("COMPLETED", "FAILED", "CANCELLED"), t  # nothing left queued
     assert seen == {d.name for d in DEVICES_BY_ARN.values() if d.retired_after_days_ago}
     retired = sorted(
         (d for d in DEVICES_BY_ARN.values() if d.retired_after_days_ago),

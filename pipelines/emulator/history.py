@@ -134,6 +134,12 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
     cancel[cancelled] = queued[cancelled] + (
         (started - queued)[cancelled] * rng.random(int(cancelled.sum()))
     ).astype(np.int64)
+    # A device retires with an empty queue: what it had not started by then was cancelled.
+    retirement = np.array(
+        [day_start + (day_count - ago) * DAY_MS if ago else NEVER for ago in retired_ago]
+    )[device]
+    stranded = (started >= retirement) & (cancel > retirement)
+    cancel[stranded] = np.maximum(retirement[stranded] - 60_000, queued[stranded])
 
     shots = np.empty(n, dtype=np.int64)
     for i, d in enumerate(DEVICES):
