@@ -557,6 +557,36 @@ def test_created_at_boundaries(world):
     assert count(created("GTE", at_lo), created("LTE", iso(hi, "Z", 0))) == 11
 
 
+def test_created_at_bounds_finer_than_a_millisecond_compare_as_instants(world):
+    """createdAt has whole milliseconds; a bound between two of them is not rounded onto
+    either (truncating .1075 to .107 made `LT .1075` miss a task created at .107)."""
+    region = "us-west-2"
+    client = world.clients[region]
+    pivot = to_ms(
+        sorted(t["createdAt"] for t in world.em.ground_truth() if region_of(t) == region)[5]
+    )
+
+    def at(ms: int, micro: int) -> str:
+        return iso(ms, "Z", 0).replace("Z", "") + f"{micro:03d}Z"  # .107 -> .107500
+
+    def hits(*filters) -> set[int]:
+        pages = client.get_paginator("search_quantum_tasks").paginate(filters=list(filters))
+        return {to_ms(t["createdAt"]) for p in pages for t in p["quantumTasks"]}
+
+    half_after = at(pivot, 500)  # pivot + 0.5 ms
+    assert pivot in hits(created("LT", half_after))
+    assert pivot in hits(created("LTE", half_after))
+    assert pivot not in hits(created("GT", half_after))
+    assert pivot not in hits(created("GTE", half_after))
+    assert pivot not in hits(created("EQUAL", half_after))
+    half_before = at(pivot - 1, 500)  # pivot - 0.5 ms
+    assert pivot in hits(created("GT", half_before))
+    assert pivot in hits(created("GTE", half_before))
+    assert pivot not in hits(created("LTE", half_before))
+    assert hits(created("BETWEEN", half_before, half_after)) == {pivot}
+    assert pivot in hits(created("EQUAL", at(pivot, 0), half_after))  # .107000 is .107
+
+
 def test_equal_values_are_ored_and_filters_anded(world):
     region = "us-west-1"
     client = world.clients[region]

@@ -22,7 +22,7 @@ from pipelines.braket.facts import REGIONS
 from pipelines.braket.facts import STATUSES as BRAKET_STATUSES
 from pipelines.emulator.devices import DEVICES
 from pipelines.emulator.errors import BraketError, not_found, validation
-from pipelines.emulator.timefmt import format_ms_many, parse_instant_ms
+from pipelines.emulator.timefmt import format_ms_many, parse_instant_ms, parse_instant_us
 
 STATUSES = list(BRAKET_STATUSES)
 CREATED, QUEUED, RUNNING, COMPLETED, FAILED, CANCELLING, CANCELLED = range(7)
@@ -294,11 +294,11 @@ class TaskStore:
             if op in ("LT", "LTE", "GT", "GTE") and len(values) != 1:
                 raise validation(f"{where}: {op} takes exactly 1 value, got {len(values)}")
             try:
-                instants = [parse_instant_ms(v) for v in values]
+                instants = [parse_instant_us(v) for v in values]
             except ValueError:
                 bad = next(v for v in values if not _is_instant(v))
                 raise validation(f"{where}.values: {bad!r} is not an ISO-8601 timestamp") from None
-            created.append((op, instants))
+            created.append(_on_whole_ms(op, instants))
         return ParsedSearch(arns, devices, jobs, statuses, created)
 
     def search(self, region: str, query: ParsedSearch, after_seq: int, limit: int):
@@ -461,6 +461,28 @@ class TaskStore:
 def _intersect(current: np.ndarray | None, ids: list[int]) -> np.ndarray:
     new = np.asarray(sorted(set(ids)), dtype=np.int64)
     return new if current is None else np.intersect1d(current, new)
+
+
+def _on_whole_ms(op: str, instants_us: list[int]) -> tuple[str, list[int]]:
+    """A createdAt comparison with instants of any precision, as the same comparison on
+    whole milliseconds (createdAt's precision): t >= x is t >= ceil(x), t > x is
+    t > floor(x); EQUAL keeps the values on a whole millisecond, as no createdAt equals
+    another. Exact, where truncating a finer bound would move it."""
+
+    def floor(us: int) -> int:
+        return us // 1000
+
+    def ceil(us: int) -> int:
+        return -(-us // 1000)
+
+    if op == "EQUAL":
+        whole = [us // 1000 for us in instants_us if us % 1000 == 0]
+        return ("EQUAL", whole) if whole else ("BETWEEN", [1, 0])  # an empty range
+    if op in ("GTE", "LT"):
+        return op, [ceil(instants_us[0])]
+    if op in ("GT", "LTE"):
+        return op, [floor(instants_us[0])]
+    return op, [ceil(instants_us[0]), floor(instants_us[1])]  # BETWEEN, inclusive
 
 
 def _is_instant(text: str) -> bool:

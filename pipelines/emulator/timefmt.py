@@ -10,11 +10,17 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_instant_ms(text: str) -> int:
-    """Any ISO-8601 instant to epoch milliseconds; a value without an offset is UTC."""
+    """Any ISO-8601 instant to epoch milliseconds (rounded down); a value without an offset
+    is UTC."""
+    return parse_instant_us(text) // 1000
+
+
+def parse_instant_us(text: str) -> int:
+    """Any ISO-8601 instant to epoch microseconds; a value without an offset is UTC."""
     value = datetime.fromisoformat(text.strip())
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return (value - EPOCH) // timedelta(milliseconds=1)
+    return (value - EPOCH) // timedelta(microseconds=1)
 
 
 def format_ms(ms: int) -> str:
