@@ -143,7 +143,10 @@ def test_scope_is_the_regions_and_statuses_before_other_filters():
     assert "1 of 2 tasks in scope selected (50.0%), max_percent is 49" == limited.limits.breach(
         1, 2
     )
-    assert policy(match={"prefix": "x"}, limits={"max_cancellations": 3}).limits.breach(4, 100)
+    capped = policy(match={"prefix": "x"}, limits={"max_cancellations": 3, "max_percent": 50})
+    assert capped.limits.breach(4, 100) == "4 tasks selected, max_cancellations is 3"
+    # The limits are maxima: exactly at them is allowed.
+    assert capped.limits.breach(3, 100) is None and capped.limits.breach(2, 4) is None
 
 
 def test_a_region_outside_the_configured_ones_is_noted():
@@ -244,6 +247,8 @@ REF = TaskRef(
         (FakeScope(), "enforce", audit.CANCELLED, "CANCELLING (was QUEUED)"),
         (FakeScope(status="CREATED", cancel="CANCELLED"), "enforce", audit.CANCELLED, "CANCELLED"),
         (FakeScope(), "dry-run", audit.DRY_RUN, "would cancel (live status QUEUED)"),
+        (FakeScope(status="RUNNING"), "dry-run", audit.SKIPPED_NOT_CANCELLABLE, "RUNNING"),
+        (FakeScope(status=None), "dry-run", audit.SKIPPED_NOT_FOUND, "not found"),
         (FakeScope(status="RUNNING"), "enforce", audit.SKIPPED_NOT_CANCELLABLE, "RUNNING"),
         (FakeScope(status="CANCELLING"), "enforce", audit.SKIPPED_NOT_CANCELLABLE, "CANCELLING"),
         (FakeScope(status=None), "enforce", audit.SKIPPED_NOT_FOUND, "not found"),

@@ -353,7 +353,8 @@ def test_a_queued_run_honours_the_policy_file_as_it_is_when_the_run_starts(clean
 
     c.policies("policies: []\n")
     run = c.run(request)
-    assert run.success and c.audit(run.run_id) == [] and c.cancel_calls() == 0
+    assert run.success and c.cancel_calls() == 0
+    assert outcomes(c.audit(run.run_id)) == {audit.SKIPPED_POLICY_REMOVED: {target}}
     assert run_metadata(run)["policies_removed_since_planned"] == 1
 
 
@@ -483,6 +484,30 @@ def test_budget_condition_cancels_only_groups_over_the_threshold(cleanup):
     assert found[audit.SKIPPED_CONDITION] == set(under)
     assert found[audit.SKIPPED_EXEMPT] == {keep[0]}
     assert other_device[0] not in set().union(*found.values())
+
+
+def test_a_cost_cap_from_the_sensor_prices_groups_with_the_price_table(cleanup):
+    """The sensor's plan loads data/prices.csv: Forte is 0.30 USD a task plus 0.08 a shot."""
+    c = cleanup
+
+    def forte(age_hours: float, shots: int) -> dict:
+        return c.task(region="us-east-1", device=FORTE, age_hours=age_hours, shots=shots)
+
+    over = c.insert(forte(26, 100), forte(27, 100))  # 2 x (0.30 + 8.00) = 16.60 USD
+    under = c.insert(forte(50, 100))  # 8.30 USD
+    c.policies(
+        SHOT_CAP_EXAMPLE.replace(
+            "arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q", FORTE
+        )
+        .replace("queued_shots_at_least: 50", "queued_cost_usd_at_least: 10")
+        .replace("mode: dry-run", "mode: enforce")
+    )
+    (request,) = c.tick().run_requests
+    run = c.run(request)
+    assert run.success
+    found = outcomes(c.audit(run.run_id))
+    assert found[audit.CANCELLED] == set(over)
+    assert found[audit.SKIPPED_CONDITION] == set(under)
 
 
 def test_the_shot_cap_example_as_written_is_a_dry_run(cleanup):

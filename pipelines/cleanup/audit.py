@@ -12,6 +12,7 @@ Grain: one row per (run, policy, task, decision). A task normally gets two rows 
   skipped_no_longer_matched  re-read, it fails the policy's match as the file is now (its
                              status moved out of match.statuses, or the policy was narrowed)
   skipped_not_found          GetQuantumTask no longer knows it
+  skipped_policy_removed     the policy left the file while its run waited to start
   skipped_already_ended      CancelQuantumTask answered ConflictException: it ended meanwhile
   limit_exceeded             the policy's selection was over a limit: nothing was cancelled
   error                      the API call failed; `detail` says how
@@ -37,6 +38,7 @@ SKIPPED_CONDITION = "skipped_condition_not_met"
 SKIPPED_NOT_CANCELLABLE = "skipped_not_cancellable"
 SKIPPED_NO_LONGER_MATCHED = "skipped_no_longer_matched"
 SKIPPED_NOT_FOUND = "skipped_not_found"
+SKIPPED_POLICY_REMOVED = "skipped_policy_removed"
 SKIPPED_ALREADY_ENDED = "skipped_already_ended"
 LIMIT_EXCEEDED = "limit_exceeded"
 ERROR = "error"

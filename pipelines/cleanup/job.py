@@ -208,10 +208,18 @@ def cancel_queued_tasks_op(
         for item in config.policies:
             current = _as_written_now(item, written.get(item.policy))
             if current is None:
-                context.log.warning(
-                    f"policy {item.policy} is no longer in {config.policies_file}: skipped"
-                )
+                why = f"policy {item.policy} is no longer in {config.policies_file}"
+                context.log.warning(f"{why}: skipped")
                 outcomes[item.policy] = "skipped"
+                mode = "dry-run" if config.dry_run or item.mode == "dry-run" else "enforce"
+                for task in item.tasks:
+                    if task.decision == SELECTED:
+                        writer.add(
+                            _audit_row(
+                                context.run_id, item, mode, task, audit.SKIPPED_POLICY_REMOVED, why
+                            )
+                        )
+                        totals[audit.SKIPPED_POLICY_REMOVED] += 1
             else:
                 items.append(current)
 
@@ -278,6 +286,27 @@ def _tag_outcomes(context, outcomes: dict[str, str]) -> None:
         context.log.error(f"could not tag the run with its outcomes {outcomes}: {exc}")
 
 
+def _audit_row(
+    run_id: str, item: PolicyRun, mode: str, task: TaskRef, outcome: str, detail: str
+) -> audit.Action:
+    return audit.Action(
+        run_id=run_id,
+        policy=item.policy,
+        mode=mode,
+        quantum_task_arn=task.quantum_task_arn,
+        region=task.region,
+        device_arn=task.device_arn or None,
+        bucket=task.bucket or None,
+        prefix=task.prefix,
+        key_prefix=task.key_prefix,
+        created_at=_created(task.created_at),
+        shots=task.shots,
+        outcome=outcome,
+        detail=detail,
+        acted_at=datetime.now(UTC),  # when decided, not when the batch is written
+    )
+
+
 def _run_policy(
     context, api, writer: _AuditWriter, item: PolicyRun, mode: str, policy: Policy | None
 ) -> dict:
@@ -287,24 +316,7 @@ def _run_policy(
     errors: list[str] = []
 
     def record(task: TaskRef, outcome: str, detail: str = "") -> None:
-        writer.add(
-            audit.Action(
-                run_id=context.run_id,
-                policy=item.policy,
-                mode=mode,
-                quantum_task_arn=task.quantum_task_arn,
-                region=task.region,
-                device_arn=task.device_arn or None,
-                bucket=task.bucket or None,
-                prefix=task.prefix,
-                key_prefix=task.key_prefix,
-                created_at=_created(task.created_at),
-                shots=task.shots,
-                outcome=outcome,
-                detail=detail,
-                acted_at=datetime.now(UTC),  # when decided, not when the batch is written
-            )
-        )
+        writer.add(_audit_row(context.run_id, item, mode, task, outcome, detail))
         if outcome != audit.MATCHED:
             counts[outcome] += 1
             arns[outcome].append(task.quantum_task_arn)
