@@ -255,6 +255,10 @@ def cpu_budget(per_page, pages: int, best: dict, base_rate: float) -> None:
 
 
 def quota_share(tmp: Path) -> None:
+    """The quota is per region, and the pull lasts as long as the busiest region's walk: that
+    region's rate is what pacing achieves. (Tasks over all regions divided by five understates
+    it by however uneven the regions are: the synthetic history puts QPUs, retired ones too,
+    in their home regions.)"""
     per_day = 50_000
     print(f"\n-- quota share: AWS default quotas on, {per_day * 2:,} tasks over 2 days")
     with served_emulator(
@@ -263,16 +267,23 @@ def quota_share(tmp: Path) -> None:
         seconds, count, _ = sync_process(url, tmp / "quota.duckdb", 2)
     pulling = pull_seconds(tmp / "quota.log")
     bound = QUOTAS["SearchQuantumTasks"][0] * PAGE_SIZE
-    pull_rate = count / pulling / len(REGIONS)
-    end_to_end = count / seconds / len(REGIONS)
+    with duckdb.connect(str(tmp / "quota.duckdb"), read_only=True) as con:
+        region, busiest = con.execute(
+            "SELECT region, count(*) AS n FROM raw.quantum_tasks GROUP BY ALL ORDER BY n DESC"
+        ).fetchone()
     print(f"{count:,} tasks; pull {pulling:.1f} s, whole sync process {seconds:.1f} s")
+    burst_tasks = QUOTAS["SearchQuantumTasks"][1] * PAGE_SIZE
     print(
-        f"per region while pulling: {pull_rate:,.0f} tasks/s of a {bound:.0f} tasks/s bound "
-        f"= {pull_rate / bound:.0%} (target >= 90%)"
+        f"busiest region ({region}, {busiest:,} tasks) while pulling: "
+        f"{(busiest - burst_tasks) / pulling:,.0f} tasks/s after the quota's burst of "
+        f"{burst_tasks:,} = {(busiest - burst_tasks) / pulling / bound:.0%} of the {bound:.0f} "
+        f"tasks/s bound (target >= 90%); {busiest / pulling:,.0f} tasks/s = "
+        f"{busiest / pulling / bound:.0%} with the burst"
     )
     print(
-        f"per region end to end (process start, Dagster run, merge): {end_to_end:,.0f} tasks/s "
-        f"= {end_to_end / bound:.0%}"
+        f"the same, end to end (process start, Dagster run, merge): {busiest / seconds:,.0f} "
+        f"tasks/s = {busiest / seconds / bound:.0%}; all regions averaged: "
+        f"{count / seconds / len(REGIONS) / bound:.0%}"
     )
 
 

@@ -46,7 +46,11 @@ class RateLimiter:
         with self._lock:
             bucket = self._buckets.get((scope, operation))
             if bucket is None:
-                bucket = self._buckets[(scope, operation)] = TokenBucket(rate, burst)
+                # One token short of the quota's burst: the server's bucket starts draining a
+                # network hop after ours, so the first request past the burst would arrive a
+                # fraction of a token early (a ThrottlingException per region, and its retry).
+                bucket = TokenBucket(rate, max(1.0, burst - 1))
+                self._buckets[(scope, operation)] = bucket
             wait = bucket.take(time.monotonic())
             self.waited_seconds += wait
         if wait > 0:
