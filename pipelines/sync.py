@@ -108,6 +108,7 @@ def run_sync(
                     "tasks_updated",
                     "tasks_unchanged",
                     "open_tasks_refreshed",
+                    "refresh_errors",
                     "api_requests",
                     "throttles",
                     "pull_seconds",

@@ -279,6 +279,26 @@ def test_a_task_the_api_refuses_to_re_read_does_not_stop_the_sync(emulator, pipe
     assert pipeline.rows(status, [new["quantumTaskArn"]]) == [("QUEUED",)]
 
 
+@pytest.mark.parametrize(
+    ("code", "http_status", "fails_the_run"),
+    [
+        ("AccessDeniedException", 403, False),  # this task (an IAM condition on its tags)
+        ("ValidationException", 400, False),  # this task's ARN
+        ("ThrottlingException", 429, True),  # botocore's retries ran out: the API
+        ("InternalServiceException", 500, True),
+        ("ExpiredTokenException", 400, True),  # the caller's credentials: every task
+        ("UnrecognizedClientException", 403, True),
+    ],
+)
+def test_which_refresh_errors_fail_the_run(code, http_status, fails_the_run):
+    from botocore.exceptions import ClientError
+
+    from pipelines.ingest.pull import _api_in_trouble
+
+    error = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": http_status}}
+    assert _api_in_trouble(ClientError(error, "GetQuantumTask")) is fails_the_run
+
+
 def test_faults_and_throttles_lose_nothing(emulator_factory, tmp_path):
     emulator = emulator_factory(fault_rate=0.2, throttle=True)
     pipeline = make_pipeline(

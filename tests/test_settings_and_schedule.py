@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -145,22 +146,58 @@ def test_runs_the_instance_recorded_into_another_warehouse_do_not_hide_a_gap(tmp
         assert _start(_schedule_tags(instance, db)) == "2026-02-20"
 
 
-def test_the_instance_decides_when_the_warehouse_cannot_say(tmp_path):
-    """A warehouse written before raw.synced_days (or held by a writer): the instance's
-    latest materialized day before today, as before."""
+@pytest.mark.parametrize("warehouse", ["before synced_days", "synced_days empty", "held"])
+def test_the_instance_decides_when_the_warehouse_cannot_say(tmp_path, warehouse):
+    """The instance's latest materialized day before today, as before raw.synced_days, when
+    the file cannot say: written before that table (which the first run after an upgrade
+    creates before its pull, so a failed pull leaves it empty), or held by a writer."""
     from dagster import AssetMaterialization, instance_for_test
 
     from pipelines.warehouse.connection import connect
+    from pipelines.warehouse.raw_tasks import ensure_schema
 
     db = tmp_path / "w.duckdb"
     with connect(db) as con:
-        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (quantum_task_arn VARCHAR)")
+        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks AS SELECT 'arn' AS arn")
+        if warehouse == "synced_days empty":
+            con.execute("DROP TABLE raw.quantum_tasks")
+            ensure_schema(con)
+            con.execute(
+                "INSERT INTO raw.quantum_tasks (quantum_task_arn, created_date, "
+                "first_seen_at, last_seen_at, updated_at) VALUES "
+                "('arn', '2026-02-10', now(), now(), now())"
+            )
     with instance_for_test() as instance:
         for day in ("2026-02-10", "2026-02-24", "2026-03-01"):
             instance.report_runless_asset_event(
                 AssetMaterialization("quantum_tasks", partition=day)
             )
-        assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+        if warehouse == "held":
+            with _held_for_a_while(db):
+                assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+        else:
+            assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+
+
+@contextmanager
+def _held_for_a_while(db: Path):
+    """The file held by a writer in another process (DuckDB locks per process)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.mark.parametrize("value, says", [("2025-13-01", "is not a date"), ("2999-01-01", "future")])

@@ -89,8 +89,8 @@ def open_tasks_before(con, first_day: date, regions: list[str]) -> dict[str, lis
         SELECT region, quantum_task_arn FROM raw.quantum_tasks
         WHERE created_date < ?
           AND NOT list_contains(data_issues, '{NOT_FOUND_ON_REFRESH}')
-          AND (status IN (SELECT unnest(?))
-               OR (ended_at IS NULL AND coalesce(status NOT IN (SELECT unnest(?)), true)))
+          AND (list_contains(?, status)
+               OR (ended_at IS NULL AND (status IS NULL OR NOT list_contains(?, status))))
           AND region IN (SELECT unnest(?))
         ORDER BY region, created_at
         """,
@@ -144,7 +144,11 @@ def quantum_tasks(
         )
         pull_seconds = time.monotonic() - pull_started
         refreshed = (
-            refresh_tasks(api, open_arns, spool, progress=context.log.info) if refresh else None
+            refresh_tasks(
+                api, open_arns, spool, progress=context.log.info, warn=context.log.warning
+            )
+            if refresh
+            else None
         )
         complete = pulled.complete + (refreshed.complete if refreshed else [])
         merge_started = time.monotonic()

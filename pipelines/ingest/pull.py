@@ -176,14 +176,16 @@ def refresh_tasks(
     spool: Spool,
     progress: Callable[[str], None] = lambda message: None,
     threads_per_region: int = 4,
+    warn: Callable[[str], None] | None = None,
 ) -> PullResult:
     """GetQuantumTask for each ARN (tasks still open in the warehouse): one call per task, so
     the cost follows the number of open tasks, not the size of history.
 
     A task the API refuses (AccessDenied from a tag-conditioned IAM policy, a validation
-    error) is left as the warehouse has it and counted in `refresh_errors`: one such task
-    must not fail every incremental run. Throttling and server errors that outlast
-    botocore's retries still fail the run: the API, not the task, is in trouble."""
+    error) is left as the warehouse has it, counted in `refresh_errors` and reported through
+    `warn`: one such task must not fail every incremental run. Throttling, server errors
+    that outlast botocore's retries and credential errors still fail the run: the API or
+    the caller, not the task, is in trouble."""
 
     def get(scope: RegionApi, arn: str) -> dict | None | ClientError:
         try:
@@ -209,16 +211,13 @@ def refresh_tasks(
                 else:
                     task.pop("ResponseMetadata", None)
                     write([task])
+        summary = (
+            f"refresh {scope.region}: {len(arns)} open tasks, {len(missing)} no longer returned"
+        )
         if refused:
             api.stats.add("refresh_errors", len(refused))
-        progress(
-            f"refresh {scope.region}: {len(arns)} open tasks, {len(missing)} no longer returned"
-            + (
-                f", {len(refused)} refused (left as they were; first: {refused[0]})"
-                if refused
-                else ""
-            )
-        )
+            summary += f", {len(refused)} refused (left as they were; first: {refused[0]})"
+        (warn if refused and warn else progress)(summary)
         return (
             scope.region,
             len(arns) - len(missing) - len(refused),
@@ -228,9 +227,22 @@ def refresh_tasks(
     return _run_per_region(api, refresh_region)
 
 
+# The caller's credentials, not one task: every other task would be refused too.
+_CREDENTIAL_ERRORS = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+}
+
+
 def _api_in_trouble(exc: ClientError) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    return status == 429 or status >= 500
+    code = exc.response.get("Error", {}).get("Code")
+    return status == 429 or status >= 500 or code in _CREDENTIAL_ERRORS
 
 
 def _run_per_region(api: BraketApi, work) -> PullResult:

@@ -72,20 +72,26 @@ def incremental_range_tags(
     }
 
 
-UNKNOWN = "unknown"
+UNKNOWN = object()  # the warehouse cannot say which days it holds
 
 
-def _held_by_warehouse(
-    warehouse: WarehouseResource, regions: list[str] | None, before: date
-) -> date | None | str:
-    """raw_tasks.latest_synced_day of the warehouse file; None when there is no file yet;
-    UNKNOWN when it cannot be read now (held by a writer, or written before synced_days)."""
+def _held_by_warehouse(warehouse: WarehouseResource, regions: list[str] | None, before: date):
+    """raw_tasks.latest_synced_day of the warehouse file; None when there is no file yet or it
+    holds no task; UNKNOWN when it cannot say: held by a writer, unreadable, or written
+    before raw.synced_days (tasks, but no synced day: the table is created by the first
+    run after an upgrade, before its pull, which may fail)."""
     if not Path(warehouse.path).exists():
         return None
     try:
         with connect(warehouse.path, read_only=True, wait_seconds=5) as con:
-            return latest_synced_day(con, list(regions or REGIONS), before)
-    except (WarehouseBusy, duckdb.CatalogException):
+            held = latest_synced_day(con, list(regions or REGIONS), before)
+            if held is None:
+                (has_tasks,) = con.execute(
+                    "SELECT EXISTS (SELECT 1 FROM raw.quantum_tasks)"
+                ).fetchone()
+                return UNKNOWN if has_tasks else None
+            return held
+    except (WarehouseBusy, duckdb.Error):
         return UNKNOWN
 
 

@@ -63,8 +63,9 @@ CREATE TABLE IF NOT EXISTS raw.quantum_task_rejects (
 CREATE TABLE IF NOT EXISTS raw.synced_days (
     region               VARCHAR NOT NULL,
     account_id           VARCHAR,           -- null: the caller's own account
-    created_date         DATE NOT NULL,     -- a UTC day of createdAt this file holds in full
-    synced_at            TIMESTAMP NOT NULL -- the latest pull that walked the whole day
+    created_date         DATE NOT NULL,     -- a UTC day of createdAt a pull walked in full
+                                            -- (today: up to that pull)
+    synced_at            TIMESTAMP NOT NULL -- the latest such pull
 );
 """
 
