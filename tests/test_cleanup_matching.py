@@ -276,6 +276,16 @@ def test_one_task_outcomes(scope, mode, outcome, detail):
         assert scope.tokens == []
 
 
+def test_a_re_read_answer_the_policy_cannot_be_checked_against_is_that_tasks_error():
+    """GetQuantumTask without a usable createdAt (min_age needs it): one task's error in the
+    audit, not a failed run."""
+    got, text, called_cancel = _act(
+        FakeApi(FakeScope()), "p", REF, "enforce", policy(match={"min_age": "1h"})
+    )
+    assert (got, called_cancel) == (audit.ERROR, False)
+    assert text.startswith("GetQuantumTask answer unusable: KeyError")
+
+
 def test_a_region_that_is_not_configured_is_an_error():
     ref = TaskRef(quantum_task_arn=REF.quantum_task_arn, region="eu-north-1")
     assert _act(FakeApi(FakeScope()), "p", ref, "enforce")[0] == audit.ERROR

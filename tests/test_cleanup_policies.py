@@ -186,6 +186,10 @@ def test_a_key_left_without_a_value_is_an_error_not_a_missing_key(section, line,
     assert problems(GOOD + section) == [
         f"p.yaml:{line}: policy 'ok-policy': field {field}: no value: give one or remove the key"
     ]
+
+
+def test_a_match_filter_left_without_a_value_is_an_error():
+    """Taken as "no filter", `tags:` with nothing after it would widen the match."""
     text = GOOD.replace(
         "match: {bucket: amazon-braket-qml}", "match:\n      bucket: b\n      tags:"
     )

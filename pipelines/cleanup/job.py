@@ -393,9 +393,12 @@ def _recheck(api, task: TaskRef, mode: str, policy: Policy | None) -> tuple[str 
         return audit.SKIPPED_NOT_CANCELLABLE, f"live status {status}"
     if policy is None:
         return _dry_run_or_cancel(status, mode)
-    why_not = _no_longer_matched(
-        policy, task.region, {"quantumTaskArn": task.quantum_task_arn, **live}
-    )
+    try:
+        why_not = _no_longer_matched(
+            policy, task.region, {"quantumTaskArn": task.quantum_task_arn, **live}
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. no usable createdAt
+        return audit.ERROR, f"GetQuantumTask answer unusable: {type(exc).__name__}: {exc}"
     if why_not:
         return audit.SKIPPED_NO_LONGER_MATCHED, why_not
     why = exempt_because(policy.exempt, task.quantum_task_arn, live.get("tags") or {})

@@ -212,15 +212,21 @@ def enforce(
         ensure_dagster_home()
         instance = DagsterInstance.get()
     # As the sensor does: runs of one policy never overlap (the first may still be cancelling).
-    busy = policies_in_flight(instance)
+    # A dry run cancels nothing, so it does not wait for anyone.
+    busy = {} if dry_run else policies_in_flight(instance)
     for item in plans:
         mode = "dry-run" if dry_run else item.policy.mode
-        waits = item.policy.name in busy and item.selected
+        run = busy.get(item.policy.name) if item.selected else None
         echo(
             f"policy {item.policy.name} ({mode}): {len(item.selected)} selected of "
             f"{item.matched} matched"
             + (f"; LIMIT EXCEEDED: {item.breach}" if item.breach else "")
-            + ("; a run of it is still in flight: left to that run" if waits else "")
+            + (
+                f"; run {run} of it is still queued or running: left to that run "
+                "(terminate it in the UI, `make dev`, if it is stuck)"
+                if run
+                else ""
+            )
         )
     plans = [p for p in plans if p.policy.name not in busy]
     run_config = run_config_for(plans, dry_run=dry_run, policies_file=path)

@@ -89,13 +89,13 @@ def interval_seconds(environ=None) -> int:
 MAX_ATTEMPTS = 3  # runs of one selection that may fail before the sensor stops asking
 
 
-def policies_in_flight(instance) -> set[str]:
-    """Policies with a cancel_queued_tasks run queued or running, from the sensor or the CLI.
-    A run whose process is gone (a `policy enforce` killed, OOM, a closed terminal) still says
-    STARTED, and nothing else would ever end it: it is marked failed here, or its policies
-    would wait forever."""
+def policies_in_flight(instance) -> dict[str, str]:
+    """Policies with a cancel_queued_tasks run queued or running, from the sensor or the CLI,
+    and the id of that run. A run whose process is gone (a `policy enforce` killed, OOM, a
+    closed terminal) still says STARTED, and nothing else would ever end it: it is marked
+    failed here, or its policies would wait forever."""
     runs = instance.get_runs(filters=RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
-    names = set()
+    names: dict[str, str] = {}
     for run in runs:
         if _orphaned(run):
             # Read again: a run that finished meanwhile must not be turned into a failure.
@@ -104,11 +104,11 @@ def policies_in_flight(instance) -> set[str]:
                 pid = run.tags[f"{PROCESS_TAG_PREFIX}pid"]
                 instance.report_run_failed(now, f"the process running it (pid {pid}) is gone")
             continue
-        names |= {
-            k[len(SELECTION_TAG_PREFIX) :] for k in run.tags if k.startswith(SELECTION_TAG_PREFIX)
-        }
+        for key in run.tags:
+            if key.startswith(SELECTION_TAG_PREFIX):
+                names.setdefault(key[len(SELECTION_TAG_PREFIX) :], run.run_id)
         if "cleanup/policy" in run.tags:  # runs requested before the selection tags
-            names.add(run.tags["cleanup/policy"])
+            names.setdefault(run.tags["cleanup/policy"], run.run_id)
     return names
 
 
