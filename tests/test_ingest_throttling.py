@@ -1,5 +1,5 @@
 """The project's client against the emulator's quotas: a pull longer than the burst is
-throttled without pacing and loses nothing; with pacing (the default), at most once.
+throttled without pacing and loses nothing; with pacing (the default), never.
 
 SearchQuantumTasks allows a burst of 50 requests, then 5 per second, per region
 (braket/facts.py QUOTAS, which both the emulator and the client's pacing read). A small page

@@ -517,7 +517,7 @@ DOCUMENTED_SIMULATOR_PRICES = {  # device ARN -> per minute, with a 3 s minimum
 
 
 def test_every_price_row_charges_what_the_pricing_page_says():
-    """Aria, Ankaa and TN1 are in no emulator history: only this test sees their rows priced."""
+    """Every row of the price table against the pricing facts, each device priced once."""
     from fnmatch import fnmatchcase
 
     documented = [*DOCUMENTED_QPU_PRICES, *DOCUMENTED_SIMULATOR_PRICES]

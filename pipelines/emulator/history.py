@@ -71,12 +71,13 @@ def bucket_for_defaults(account_id: str, region: str) -> str:
 def retired_days_ago(device: Device, days: int) -> int:
     """How many days before the end of a `days`-day history `device` retired (0: in service).
     Its real age when the oldest retirement fits in 90% of the window; otherwise every
-    retirement is scaled into the window's first 90%, in the same order, so that any history
-    (a 30-day demo too) has tasks on retired devices."""
+    retirement is scaled into the window's first 90%, in the same order, so that a short
+    history (a 30-day demo) has tasks on retired devices too; at least one day."""
     if not device.retired_after_days_ago:
         return 0
     oldest = max(d.retired_after_days_ago or 0 for d in DEVICES)
-    return round(device.retired_after_days_ago * min(1.0, 0.9 * days / oldest))
+    # At least a day: 0 would mean "in service" (a 2-day history rounded Ankaa-3 down to it).
+    return max(1, round(device.retired_after_days_ago * min(1.0, 0.9 * days / oldest)))
 
 
 def generate(store: TaskStore, spec: HistorySpec) -> int:

@@ -421,8 +421,9 @@ class TaskStore:
                     "outputS3Directory": directory,
                     "createdAt": created_text[k],
                 }
-                # Codes past CANCELLED: statuses a test inserted, with the endedAt it gave.
-                if has_ended[k] and (code in (COMPLETED, FAILED, CANCELLED) or code > CANCELLED):
+                # Not open: the final statuses, and statuses a test inserted (past CANCELLED)
+                # with the endedAt it gave.
+                if has_ended[k] and code not in (CREATED, QUEUED, RUNNING, CANCELLING):
                     task["endedAt"] = ended_text[k]
                 tags = self.tag_sets[tag_ids[k]]
                 if tags:
