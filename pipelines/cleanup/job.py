@@ -415,8 +415,8 @@ def _dry_run_or_cancel(status: str, mode: str) -> tuple[str | None, str]:
 
 def _no_longer_matched(policy: Policy, region: str, live: dict) -> str | None:
     """Why the policy, as the file is now, does not match the task as re-read, or None: the
-    task may have moved on (CREATED to QUEUED, say), and
-    the policy may have been narrowed while its run waited."""
+    task may have moved on (CREATED to QUEUED, say), and the policy may have been narrowed
+    while its run waited."""
     match = policy.match
     if match.regions is not None and region not in match.regions:
         return f"region {region} is no longer in match.regions"
