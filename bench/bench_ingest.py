@@ -276,7 +276,7 @@ def quota_share(tmp: Path) -> None:
     burst_tasks = (QUOTAS["SearchQuantumTasks"][1] - 1) * PAGE_SIZE
     print(
         f"busiest region ({region}, {busiest:,} tasks) while pulling: "
-        f"{(busiest - burst_tasks) / pulling:,.0f} tasks/s after the quota's burst of "
+        f"{(busiest - burst_tasks) / pulling:,.0f} tasks/s after the client's burst of "
         f"{burst_tasks:,} = {(busiest - burst_tasks) / pulling / bound:.0%} of the {bound:.0f} "
         f"tasks/s bound (target >= 90%); {busiest / pulling:,.0f} tasks/s = "
         f"{busiest / pulling / bound:.0%} with the burst"
