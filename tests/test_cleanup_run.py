@@ -3,6 +3,7 @@
 import http.server
 import json
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from dagster import DagsterInvalidConfigError, RunRequest, SensorResult
@@ -112,6 +113,13 @@ def test_sensor_tick_leads_to_a_run_that_cancels_exactly_the_matching_tasks(clea
         ("amazon-braket-masumoto", "Sandbox", "Sandbox", "us-west-1")
     }
     assert all(r["acted_at"] is not None and r["device_arn"] == CEPHEUS for r in cancelled)
+    # The task as planned: its shots and createdAt (UTC, naive in the warehouse).
+    assert {
+        r["quantum_task_arn"]: (r["shots"], r["created_at"].replace(tzinfo=UTC)) for r in cancelled
+    } == {
+        arn: (before[arn]["shots"], datetime.fromisoformat(before[arn]["createdAt"]))
+        for arn in targets
+    }
     meta = run_metadata(run)
     assert meta["count_cancelled"] == 2 and meta["count_skipped_exempt"] == 1
 
@@ -178,6 +186,24 @@ def test_an_invalid_policy_file_fails_the_tick(cleanup):
     cleanup.policies(SANDBOX_EXAMPLE.replace("[QUEUED]", "[RUNNING]"))
     with pytest.raises(PolicyError, match="RUNNING is not cancellable"):
         cleanup.tick()
+
+
+def test_candidates_come_from_a_status_filtered_search(cleanup):
+    """The open queue, not the history: one page for a region with 3 queued tasks among 250
+    ended ones."""
+    from pipelines.cleanup.matching import list_candidates
+
+    c = cleanup
+    queued = c.insert(*(c.task() for _ in range(3)))
+    c.insert(*(c.task(status="COMPLETED") for _ in range(250)))
+
+    def searches() -> int:
+        return c.em.stats().get("us-west-1", {}).get("SearchQuantumTasks", {}).get("count", 0)
+
+    before = searches()
+    (found,) = list_candidates(c.resources["braket"].api, ["us-west-1"]).values()
+    assert {t.arn for t in found} == set(queued)
+    assert searches() - before == 1
 
 
 def test_a_dry_run_changes_nothing_but_records_the_same_shape(cleanup):
@@ -563,6 +589,35 @@ def test_the_summary_reaches_the_webhook(cleanup, receiver, monkeypatch):
     assert set(body) == {"text"}
     assert "sandbox-cleanup" in body["text"] and "cancelled 2" in body["text"]
     assert all(arn in body["text"] for arn in targets)
+
+
+def test_the_summary_names_a_breach_and_each_task_that_could_not_be_acted_on(
+    cleanup, receiver, monkeypatch
+):
+    """What an operator reads first: the limit that stopped a policy, and the errors."""
+    c = cleanup
+    url, bodies = receiver(200)
+    monkeypatch.setenv("BRAKET_CLEANUP_WEBHOOK_URL", url)
+    (target,) = c.insert(c.task())
+    c.insert(*(c.task(bucket="amazon-braket-qml") for _ in range(2)))
+    c.policies(SANDBOX_EXAMPLE + QML_WITH_LIMIT_1)
+    monkeypatch.setattr(RegionApi, "get_task", lambda self, arn: 1 / 0)
+    (*requests,) = c.tick().run_requests
+    for request in requests:
+        assert not c.run(request).success
+    text = "\n".join(body["text"] for body in bodies)
+    assert f"error: {target}: GetQuantumTask failed: ZeroDivisionError" in text
+    assert "limit exceeded, nothing cancelled: 2 tasks selected, max_cancellations is 1" in text
+
+
+QML_WITH_LIMIT_1 = """\
+  - name: qml-cleanup
+    description: the qml team's queued tasks
+    match: {bucket: amazon-braket-qml}
+    action: cancel
+    mode: enforce
+    limits: {max_cancellations: 1}
+"""
 
 
 @pytest.mark.parametrize("how", ["http-500", "unreachable"])
