@@ -136,3 +136,13 @@ def run_metadata(result) -> dict:
             if data is not None:
                 return {k: v.value for k, v in data.metadata.items()}
     return {}
+
+
+# A second policy for tests that need two (append to SANDBOX_EXAMPLE).
+QML = """\
+  - name: qml-cleanup
+    description: the qml team's queued tasks
+    match: {bucket: amazon-braket-qml}
+    action: cancel
+    mode: enforce
+"""

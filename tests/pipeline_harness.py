@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,3 +55,23 @@ def make_pipeline(
     }
     defs = Definitions.merge(*AREAS, Definitions(resources=resources))
     return Pipeline(defs, db_path, instance or DagsterInstance.ephemeral())
+
+
+def hold_in_another_process(db: Path, seconds: float | None = None):
+    """A process holding the DuckDB file open (DuckDB's one writer): for `seconds`, or until
+    its stdin is closed. Returns once the file is held."""
+    wait = "sys.stdin.read()" if seconds is None else f"time.sleep({seconds})"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            f"print('held', flush=True); {wait}",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder

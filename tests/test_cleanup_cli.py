@@ -12,7 +12,7 @@ from pipelines.cleanup.examples import SANDBOX_EXAMPLE
 from pipelines.cleanup.plan import EnforceError, audit_lines, enforce
 from pipelines.cli import main
 from pipelines.settings import PROJECT_ROOT, SettingsError
-from tests.cleanup_support import FORTE, Cleanup, outcomes
+from tests.cleanup_support import FORTE, QML, Cleanup, outcomes
 
 
 @pytest.fixture
@@ -22,15 +22,6 @@ def cleanup(emulator_factory, tmp_path, monkeypatch) -> Cleanup:
     monkeypatch.setenv("BRAKET_REGIONS", "us-east-1,us-west-1")
     monkeypatch.setenv("BRAKET_WAREHOUSE_DB", str(c.db))
     return c
-
-
-QML = """\
-  - name: qml-cleanup
-    description: the qml team's queued tasks
-    match: {bucket: amazon-braket-qml}
-    action: cancel
-    mode: enforce
-"""
 
 
 def test_validate(tmp_path, capsys, monkeypatch):

@@ -17,6 +17,7 @@ from pipelines.cleanup.policies import load_policies
 from tests.cleanup_support import (
     CEPHEUS,
     FORTE,
+    QML,
     SV1,
     Cleanup,
     outcomes,
@@ -600,7 +601,7 @@ def test_the_summary_names_a_breach_and_each_task_that_could_not_be_acted_on(
     monkeypatch.setenv("BRAKET_CLEANUP_WEBHOOK_URL", url)
     (target,) = c.insert(c.task())
     c.insert(*(c.task(bucket="amazon-braket-qml") for _ in range(2)))
-    c.policies(SANDBOX_EXAMPLE + QML_WITH_LIMIT_1)
+    c.policies(SANDBOX_EXAMPLE + QML + "    limits: {max_cancellations: 1}\n")
     monkeypatch.setattr(RegionApi, "get_task", lambda self, arn: 1 / 0)
     (*requests,) = c.tick().run_requests
     for request in requests:
@@ -608,16 +609,6 @@ def test_the_summary_names_a_breach_and_each_task_that_could_not_be_acted_on(
     text = "\n".join(body["text"] for body in bodies)
     assert f"error: {target}: GetQuantumTask failed: ZeroDivisionError" in text
     assert "limit exceeded, nothing cancelled: 2 tasks selected, max_cancellations is 1" in text
-
-
-QML_WITH_LIMIT_1 = """\
-  - name: qml-cleanup
-    description: the qml team's queued tasks
-    match: {bucket: amazon-braket-qml}
-    action: cancel
-    mode: enforce
-    limits: {max_cancellations: 1}
-"""
 
 
 @pytest.mark.parametrize("how", ["http-500", "unreachable"])

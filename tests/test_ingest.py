@@ -10,7 +10,7 @@ import pytest
 
 from bench.process_tree import descendants
 from pipelines.processes import gone
-from tests.pipeline_harness import history_days, make_pipeline
+from tests.pipeline_harness import history_days, hold_in_another_process, make_pipeline
 
 WAREHOUSE_COLUMNS = (
     "quantum_task_arn, status, shots, device_arn, output_s3_bucket, output_s3_directory, "
@@ -48,6 +48,15 @@ def assert_matches_truth(pipeline, emulator) -> None:
         ], arn
         assert (json.loads(tags) if tags else {}) == (task.get("tags") or {}), arn
         assert [region, account] == arn.split(":")[3:5], arn
+
+
+def api_calls(before: dict, after: dict, operation: str) -> int:
+    """Calls of `operation` the emulator served between two of its stats snapshots."""
+    return sum(
+        after[r].get(operation, {}).get("count", 0)
+        - before.get(r, {}).get(operation, {}).get("count", 0)
+        for r in after
+    )
 
 
 @pytest.fixture
@@ -163,11 +172,7 @@ def test_incremental_run_brings_late_status_changes(pipeline, emulator):
     stats_after = emulator.stats()
 
     def calls(op):
-        return sum(
-            stats_after.get(r, {}).get(op, {}).get("count", 0)
-            - stats_before.get(r, {}).get(op, {}).get("count", 0)
-            for r in stats_after
-        )
+        return api_calls(stats_before, stats_after, op)
 
     assert calls("GetQuantumTask") == meta["open_tasks_refreshed"]
     assert calls("GetQuantumTask") <= open_before
@@ -200,12 +205,7 @@ def test_incremental_cost_does_not_grow_with_history(emulator, tmp_path):
     (history,) = pipeline.rows("SELECT count(*) FROM raw.quantum_tasks")[0]
     before = emulator.stats()
     pipeline.sync()
-    after = emulator.stats()
-    gets = sum(
-        after[r].get("GetQuantumTask", {}).get("count", 0)
-        - before.get(r, {}).get("GetQuantumTask", {}).get("count", 0)
-        for r in after
-    )
+    gets = api_calls(before, emulator.stats(), "GetQuantumTask")
     assert gets == still_open
     assert gets < history / 100
 
@@ -215,14 +215,6 @@ def _days_ago(emulator, days: int) -> str:
 
     now = datetime.fromtimestamp(emulator.emulator.clock.now_ms() / 1000, UTC)
     return (now - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-def _gets(before: dict, after: dict) -> int:
-    return sum(
-        after[r].get("GetQuantumTask", {}).get("count", 0)
-        - before.get(r, {}).get("GetQuantumTask", {}).get("count", 0)
-        for r in after
-    )
 
 
 def test_a_status_this_code_does_not_know_is_refreshed_only_while_the_task_has_not_ended(
@@ -244,7 +236,7 @@ def test_a_status_this_code_does_not_know_is_refreshed_only_while_the_task_has_n
     )[0]  # the synthetic history's few long queues
     before = emulator.stats()
     meta = materialization(pipeline.sync())
-    gets = _gets(before, emulator.stats())
+    gets = api_calls(before, emulator.stats(), "GetQuantumTask")
     assert gets == meta["open_tasks_refreshed"] == known_open + len(paused)
     assert {t["quantumTaskArn"] for t in archived} <= warehouse_by_arn(pipeline).keys()
 
@@ -569,34 +561,11 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     assert_matches_truth(pipeline, slow)
 
 
-def _hold_in_another_process(db: Path, seconds: float | None = None):
-    """A process holding the DuckDB file open (DuckDB's one writer): for `seconds`, or until
-    its stdin is closed. Returns once the file is held."""
-    import subprocess
-    import sys
-
-    wait = "sys.stdin.read()" if seconds is None else f"time.sleep({seconds})"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-            f"print('held', flush=True); {wait}",
-            str(db),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def test_sync_waits_for_another_writer(emulator, tmp_path):
     """DuckDB has one writer: a sync that finds the file held waits for it instead of failing."""
     db = tmp_path / "w.duckdb"
     pipeline = make_pipeline(emulator.url, db)
-    holder = _hold_in_another_process(db, seconds=4)
+    holder = hold_in_another_process(db, seconds=4)
     first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
     pipeline.sync(first, last)
     assert holder.wait(timeout=30) == 0
@@ -610,7 +579,7 @@ def test_a_sync_that_gives_up_on_a_held_warehouse_says_so(emulator, tmp_path):
     db = tmp_path / "w.duckdb"
     pipeline = make_pipeline(emulator.url, db, lock_wait_seconds=0.5)
     pipeline.sync()  # the file exists; the next run's refresh opens it first
-    holder = _hold_in_another_process(db)
+    holder = hold_in_another_process(db)
     try:
         with pytest.raises(SyncError) as failed:
             pipeline.sync()

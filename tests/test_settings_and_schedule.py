@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from pipelines.settings import SettingsError, load_settings
+from tests.pipeline_harness import hold_in_another_process
 
 
 def test_defaults_cover_every_region_and_the_project_database():
@@ -173,31 +173,13 @@ def test_the_instance_decides_when_the_warehouse_cannot_say(tmp_path, warehouse)
                 AssetMaterialization("quantum_tasks", partition=day)
             )
         if warehouse == "held":
-            with _held_for_a_while(db):
+            holder = hold_in_another_process(db)
+            try:
                 assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+            finally:
+                holder.communicate("")
         else:
             assert _start(_schedule_tags(instance, db)) == "2026-02-24"
-
-
-@contextmanager
-def _held_for_a_while(db: Path):
-    """The file held by a writer in another process (DuckDB locks per process)."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, time; c = duckdb.connect({str(db)!r}); "
-            "print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        yield
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 @pytest.mark.parametrize("value, says", [("2025-13-01", "is not a date"), ("2999-01-01", "future")])

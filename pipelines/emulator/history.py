@@ -100,6 +100,10 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
     day_weights = WEEKDAY_WEIGHTS[(day_epochs + 3) % 7]  # 1970-01-01 was a Thursday
     day = np.empty(n, dtype=np.int64)
     retired_ago = [retired_days_ago(d, spec.days) for d in DEVICES]
+    # Per device: the instant it retired (NEVER: in service).
+    retirement = np.array(
+        [day_start + (day_count - ago) * DAY_MS if ago else NEVER for ago in retired_ago]
+    )
     for i in range(len(DEVICES)):
         mine = np.flatnonzero(device == i)
         if not len(mine):
@@ -115,11 +119,8 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
     # Keep inside [start, end): resample the few that fall outside onto the window uniformly,
     # but never past the end of their device's last day of service.
     outside = (created < start_ms) | (created >= spec.end_ms)
-    service_end = np.array(
-        [day_start + (day_count - ago) * DAY_MS if ago else spec.end_ms for ago in retired_ago]
-    )[device[outside]]
     created[outside] = rng.integers(
-        start_ms, np.minimum(spec.end_ms, service_end), size=int(outside.sum())
+        start_ms, np.minimum(spec.end_ms, retirement[device[outside]]), size=int(outside.sum())
     )
 
     # Lifecycle: queue and run times are log-normal around each device's median.
@@ -136,11 +137,9 @@ def generate(store: TaskStore, spec: HistorySpec) -> int:
         (started - queued)[cancelled] * rng.random(int(cancelled.sum()))
     ).astype(np.int64)
     # A device retires with an empty queue: what it had not started by then was cancelled.
-    retirement = np.array(
-        [day_start + (day_count - ago) * DAY_MS if ago else NEVER for ago in retired_ago]
-    )[device]
-    stranded = (started >= retirement) & (cancel > retirement)
-    cancel[stranded] = np.maximum(retirement[stranded] - 60_000, queued[stranded])
+    retires = retirement[device]
+    stranded = (started >= retires) & (cancel > retires)
+    cancel[stranded] = np.maximum(retires[stranded] - 60_000, queued[stranded])
 
     shots = np.empty(n, dtype=np.int64)
     for i, d in enumerate(DEVICES):
