@@ -224,6 +224,20 @@ def test_values_yaml_reads_as_other_types():
     assert policy.match.created_after == datetime(2026, 1, 2, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("2026-13-01", "month value is outside"), ("2026-02-30", "day value is outside")],
+)
+def test_an_unquoted_date_that_is_no_date_is_a_field_error_not_a_crash(value, says):
+    """PyYAML's own date constructor raises a bare ValueError on these."""
+    text = GOOD.replace(
+        "{bucket: amazon-braket-qml}", f"{{bucket: amazon-braket-qml, created_after: {value}}}"
+    )
+    (message,) = problems(text)
+    assert message.startswith("p.yaml:4: policy 'ok-policy': field match.created_after:")
+    assert says in message and repr(value) in message
+
+
 @pytest.mark.parametrize("value", ["yes", "true", "on", "1.10", "017"])
 def test_an_unquoted_tag_value_yaml_reads_as_another_type_is_an_error(value):
     """`keep: yes` would otherwise become 'true' and stop protecting tasks tagged keep=yes."""
