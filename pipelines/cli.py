@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime, time
+from pathlib import Path
 
 from pipelines.settings import SettingsError
 
@@ -120,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = sub.add_parser("demo", help="the whole pipeline against an embedded emulator")
+    demo.add_argument(
+        "--warehouse",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the demo's own DuckDB file, recreated on each run (default data/demo.duckdb; "
+        "never BRAKET_WAREHOUSE_DB)",
+    )
     add_emulator_options(demo)
 
     policy = sub.add_parser("policy", help="cleanup policies: validate, plan, enforce")
@@ -169,9 +178,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             return 0
         if args.command == "demo":
-            from pipelines.demo import run_demo
+            from pipelines.demo import DEMO_WAREHOUSE, DemoError, run_demo
 
-            return run_demo(emulator_config_from_args(args))
+            try:
+                return run_demo(emulator_config_from_args(args), args.warehouse or DEMO_WAREHOUSE)
+            except DemoError as exc:
+                print(f"braket-warehouse {exc}", file=sys.stderr)
+                return 1
         if args.command == "policy":
             from pipelines.cleanup.plan import main_policy
 

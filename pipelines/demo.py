@@ -2,8 +2,10 @@
 
 It serves the emulator on a free loopback port, backfills its history through the real sync
 job (recorded in DAGSTER_HOME, so the run shows in `make dev`), and prints what an analyst
-would look at first. It writes data/demo.duckdb (recreated on each run) unless BRAKET_WAREHOUSE_DB
-says otherwise, so a real warehouse is never mixed with demo data.
+would look at first. It writes its own warehouse, data/demo.duckdb or `--warehouse`, recreated
+on each run, and never the configured BRAKET_WAREHOUSE_DB: emulator tasks in a real warehouse
+could not be taken out again (rows are never deleted), and the demo's pull would flag the real
+tasks of its days missing.
 """
 
 from __future__ import annotations
@@ -11,12 +13,22 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
 
 from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.emulator.server import serve_in_thread
 from pipelines.emulator.service import Emulator, EmulatorConfig
 from pipelines.settings import PROJECT_ROOT
 from pipelines.warehouse.connection import connect
+
+DEMO_WAREHOUSE = PROJECT_ROOT / "data" / "demo.duckdb"
+
+
+class DemoError(RuntimeError):
+    pass
+
 
 # The demo's cleanup policies: the cleanup issue's two examples as written (policies.yaml
 # ships them in dry-run; here sandbox-cleanup enforces, as in the issue).
@@ -31,14 +43,17 @@ def _print_table(title: str, con, sql: str, params=()) -> None:
     print(to_table([d[0] for d in rel.description], rel.fetchall()), end="")
 
 
-def run_demo(config: EmulatorConfig) -> int:
+def run_demo(config: EmulatorConfig, warehouse: Path = DEMO_WAREHOUSE) -> int:
     started = time.monotonic()
-    if "BRAKET_WAREHOUSE_DB" not in os.environ:
-        # The demo's own file: start it afresh, each run's emulator is a new account history.
-        demo_db = PROJECT_ROOT / "data" / "demo.duckdb"
-        for stale in (demo_db, demo_db.with_suffix(".duckdb.wal")):
-            stale.unlink(missing_ok=True)
-        os.environ["BRAKET_WAREHOUSE_DB"] = str(demo_db)
+    warehouse = Path(warehouse).resolve()
+    configured = os.environ.get("BRAKET_WAREHOUSE_DB", "").strip()
+    if configured and Path(configured).resolve() != warehouse:
+        print(f"BRAKET_WAREHOUSE_DB ({configured}) is left alone: the demo writes {warehouse}")
+    _check_demo_warehouse(warehouse, config.account_id)
+    # Start it afresh: each run's emulator is a new account history.
+    for stale in (warehouse, Path(f"{warehouse}.wal")):
+        stale.unlink(missing_ok=True)
+    os.environ["BRAKET_WAREHOUSE_DB"] = str(warehouse)
     print(f"generating {config.tasks} tasks over {config.days} days (seed {config.seed}) ...")
     emulator = Emulator(config)
     server = serve_in_thread(emulator)
@@ -71,6 +86,28 @@ def run_demo(config: EmulatorConfig) -> int:
         f"query it: BRAKET_WAREHOUSE_DB={settings.warehouse_db} .venv/bin/braket-warehouse query 'SELECT ...'"
     )
     return 0
+
+
+def _check_demo_warehouse(path: Path, account_id: str) -> None:
+    """The demo recreates its file on each run: refuse one that holds anything but an earlier
+    demo's tasks (a real warehouse given by mistake), or is not a warehouse at all."""
+    if not path.exists() or path == DEMO_WAREHOUSE.resolve():
+        return
+    refuse = f"demo: {path} exists and the demo would replace it"
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            (others,) = con.execute(
+                "SELECT list(DISTINCT account_id) FROM raw.quantum_tasks "
+                "WHERE account_id IS DISTINCT FROM ?",
+                [account_id],
+            ).fetchone()
+    except duckdb.Error as exc:
+        raise DemoError(f"{refuse}, but it is no demo warehouse ({exc}); give a new path") from None
+    if others:
+        raise DemoError(
+            f"{refuse}, but it holds tasks of account(s) {', '.join(map(str, others))}, not the "
+            f"emulator's {account_id}; give a new path"
+        )
 
 
 def _section_api_summary(url: str) -> None:
