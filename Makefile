@@ -7,6 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 EMULATOR_PORT ?= 4010
+EMULATOR ?= on
+DEV_PORT ?= 3000
+DEV_WAREHOUSE ?= $(CURDIR)/data/dev.duckdb
 
 .PHONY: setup demo test lint bench dev clean
 
@@ -37,16 +40,24 @@ test: lint
 bench: setup
 	$(BIN)/python -m bench
 
-# The Dagster UI over the same instance the CLI records to, with the emulator as the endpoint
-# unless BRAKET_ENDPOINT_URL says otherwise.
+# The Dagster UI (and its daemon, which runs the hourly sync schedule) over the same instance
+# the CLI records to. Braket is an emulator on EMULATOR_PORT with its own warehouse,
+# DEV_WAREHOUSE, so emulator tasks never reach a real one; with BRAKET_ENDPOINT_URL set or
+# EMULATOR=off (real AWS, standard credential chain) the environment's settings are used.
 dev: setup $(DAGSTER_HOME)/dagster.yaml
-	@if [ -z "$$BRAKET_ENDPOINT_URL" ]; then \
-	  $(BIN)/braket-warehouse emulator serve --port $(EMULATOR_PORT) & \
-	  trap "kill $$!" EXIT; \
-	  BRAKET_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) $(BIN)/dagster dev -w workspace.yaml; \
-	else \
-	  $(BIN)/dagster dev -w workspace.yaml; \
-	fi
+	@if [ -n "$$BRAKET_ENDPOINT_URL" ] || [ "$(EMULATOR)" = off ]; then \
+	  exec $(BIN)/dagster dev -w workspace.yaml -p $(DEV_PORT); \
+	fi; \
+	url=$$(mktemp); \
+	$(BIN)/braket-warehouse emulator serve --port $(EMULATOR_PORT) > $$url & pid=$$!; \
+	trap "kill $$pid 2>/dev/null; rm -f $$url" EXIT; \
+	until [ -s $$url ]; do \
+	  kill -0 $$pid 2>/dev/null || { echo "make dev: no emulator (set EMULATOR_PORT=N)" >&2; exit 1; }; \
+	  sleep 0.2; \
+	done; \
+	echo "make dev: Braket is the emulator at $$(head -1 $$url); warehouse $(DEV_WAREHOUSE)"; \
+	BRAKET_ENDPOINT_URL=$$(head -1 $$url) BRAKET_WAREHOUSE_DB=$(DEV_WAREHOUSE) \
+	  $(BIN)/dagster dev -w workspace.yaml -p $(DEV_PORT)
 
 clean:
 	rm -rf $(VENV) .tools data/*.duckdb data/*.duckdb.wal

@@ -17,6 +17,22 @@ def _date(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
+def _number(kind, low, high=None, what=""):
+    """An argparse type: `kind` in [low, high]."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {what or 'it'} is {bound}")
+        return value
+
+    return parse
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -47,10 +63,17 @@ def emulator_config_from_args(args):
 
 def add_emulator_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic history")
-    parser.add_argument("--tasks", type=int, default=20_000, help="tasks in the synthetic history")
-    parser.add_argument("--days", type=int, default=30, help="days the history spans")
     parser.add_argument(
-        "--end-date", type=_date, default=None, help="last day of history (default: now)"
+        "--tasks", type=_number(int, 0), default=20_000, help="tasks in the synthetic history"
+    )
+    parser.add_argument(
+        "--days", type=_number(int, 1), default=30, help="days the history spans (at least 1)"
+    )
+    parser.add_argument(
+        "--end-date",
+        type=_date,
+        default=None,
+        help="last day of history; the emulator's clock starts at its end (default: now)",
     )
     parser.add_argument(
         "--throttle", choices=["aws", "off"], default="aws", help="AWS default quotas or none"
@@ -62,7 +85,10 @@ def add_emulator_options(parser: argparse.ArgumentParser) -> None:
         help="fraction of requests answered 500 or dropped",
     )
     parser.add_argument(
-        "--latency-ms", type=float, default=0.0, help="delay added to every Braket request"
+        "--latency-ms",
+        type=_number(float, 0.0),
+        default=0.0,
+        help="delay added to every Braket request",
     )
     parser.add_argument(
         "--clock",
@@ -71,7 +97,10 @@ def add_emulator_options(parser: argparse.ArgumentParser) -> None:
         help="frozen: time moves only via the admin API",
     )
     parser.add_argument(
-        "--retention-days", type=float, default=None, help="hide tasks older than this from the API"
+        "--retention-days",
+        type=_number(float, 0.0),
+        default=None,
+        help="hide tasks older than this from the API",
     )
 
 
@@ -85,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="serve the Braket API locally; prints its URL first"
     )
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument(
+        "--port", type=_number(int, 0, 65535, "a port"), default=0, help="0 picks a free port"
+    )
     add_emulator_options(serve)
 
     sync = sub.add_parser(
@@ -156,7 +187,16 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.emulator.server import serve_until_signalled
             from pipelines.emulator.service import Emulator
 
-            serve_until_signalled(Emulator(emulator_config_from_args(args)), args.host, args.port)
+            emulator = Emulator(emulator_config_from_args(args))
+            try:
+                serve_until_signalled(emulator, args.host, args.port)
+            except OSError as exc:  # port in use, an address this host does not have
+                print(
+                    f"braket-warehouse emulator: cannot listen on {args.host}:{args.port}: "
+                    f"{exc.strerror or exc}",
+                    file=sys.stderr,
+                )
+                return 1
             return 0
         if args.command == "sync":
             from pipelines.sync import SyncError, run_sync

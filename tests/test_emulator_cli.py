@@ -104,15 +104,69 @@ def test_serve_options_reach_the_emulator_and_sigint_stops_it():
     assert max(created for _, _, created in seen[0]) < datetime(2025, 7, 1, tzinfo=UTC)
 
 
-def test_bad_option_is_a_usage_error():
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--fault-rate", "1.5", "argument --fault-rate: 1.5 is not a fraction from 0 to 1"),
+        ("--days", "0", "argument --days: 0 is out of range: it is at least 1"),
+        ("--tasks", "-5", "argument --tasks: -5 is out of range: it is at least 0"),
+        ("--port", "70000", "argument --port: 70000 is out of range: a port is from 0 to 65535"),
+        ("--latency-ms", "-1", "argument --latency-ms: -1 is out of range"),
+        ("--days", "ten", "argument --days: 'ten' is not a number"),
+    ],
+)
+def test_bad_option_is_a_usage_error_naming_it(option, value, says):
+    """Not numpy's traceback from deep in the history generator."""
     result = subprocess.run(
-        [str(CLI), "emulator", "serve", "--fault-rate", "1.5"],
+        [str(CLI), "emulator", "serve", option, value],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 2
-    assert "fault" in result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_line_naming_it():
+    proc, url = start("--tasks", "10")
+    try:
+        port = url.rsplit(":", 1)[1]
+        result = subprocess.run(
+            [str(CLI), "emulator", "serve", "--tasks", "10", "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        stop(proc, signal.SIGTERM)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"braket-warehouse emulator: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+def test_make_dev_stops_when_the_emulator_port_is_taken(tmp_path):
+    """Not a UI quietly pointed at whatever else answers on that port."""
+    from pipelines.settings import PROJECT_ROOT
+
+    proc, url = start("--tasks", "10")
+    try:
+        port = url.rsplit(":", 1)[1]
+        result = subprocess.run(
+            ["make", "-s", "dev", f"EMULATOR_PORT={port}", "DEV_PORT=1"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop(proc, signal.SIGTERM)
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "make dev: no emulator (set EMULATOR_PORT=N)" in result.stderr
+    assert "dagster" not in result.stdout.lower()
 
 
 SERVE_OPTIONS = [  # (option, value, EmulatorConfig field, expected; the default differs)
