@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -34,6 +35,34 @@ class Settings(BaseModel):
     policies: str = str(PROJECT_ROOT / "policies.yaml")
     profile: str | None = None
     pace_at_quota: bool = True
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _an_http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(f"{value!r} is not an http(s) URL like http://127.0.0.1:4010")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _a_known_profile(cls, value: str | None) -> str | None:
+        if value is not None:
+            import botocore.session
+
+            if value not in botocore.session.Session().available_profiles:
+                raise ValueError(f"no AWS profile {value!r} in the AWS config or credentials files")
+        return value
+
+    @field_validator("warehouse_db")
+    @classmethod
+    def _a_file_path(cls, value: str) -> str:
+        if Path(value).is_dir():
+            raise ValueError(
+                f"{value} is a directory; name the DuckDB file, e.g. {value}/warehouse.duckdb"
+            )
+        return value
 
     @field_validator("regions")
     @classmethod
@@ -71,7 +100,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = "; ".join(f"{_ENV[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{_ENV[str(e['loc'][0])]}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
         raise SettingsError(f"bad configuration: {problems}") from None
 
 

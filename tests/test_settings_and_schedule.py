@@ -39,24 +39,53 @@ def test_environment_overrides():
     [
         ({"BRAKET_REGIONS": "us-west-1,mars-north-1"}, "BRAKET_REGIONS"),
         ({"BRAKET_PACE_AT_QUOTA": "sometimes"}, "BRAKET_PACE_AT_QUOTA"),
+        ({"BRAKET_ENDPOINT_URL": "notaurl"}, "BRAKET_ENDPOINT_URL: 'notaurl' is not an http"),
+        ({"BRAKET_ENDPOINT_URL": "127.0.0.1:4010"}, "BRAKET_ENDPOINT_URL: '127.0.0.1:4010' is"),
+        ({"BRAKET_PROFILE": "no-such-profile"}, "BRAKET_PROFILE: no AWS profile 'no-such-pro"),
+        ({"BRAKET_WAREHOUSE_DB": "/tmp"}, "BRAKET_WAREHOUSE_DB: /tmp is a directory"),
     ],
 )
-def test_bad_values_name_the_variable(env, named):
+def test_bad_values_name_the_variable(env, named, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     with pytest.raises(SettingsError, match=named):
         load_settings(env)
 
 
-def test_cli_reports_bad_configuration_without_a_traceback(tmp_path):
+def test_a_profile_in_the_aws_config_is_accepted(monkeypatch, tmp_path):
+    (tmp_path / "config").write_text("[profile quantum]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    assert load_settings({"BRAKET_PROFILE": "quantum"}).profile == "quantum"
+
+
+@pytest.mark.parametrize(
+    ("cron", "ok"), [("0 * * * *", True), ("*/15 * * * *", True), ("bad cron", False)]
+)
+def test_the_sync_cron_is_checked_when_the_definitions_load(cron, ok):
+    from pipelines.ingest.schedules import sync_cron
+
+    if ok:
+        assert sync_cron({"BRAKET_SYNC_CRON": cron}) == cron
+    else:
+        with pytest.raises(SettingsError, match="BRAKET_SYNC_CRON: 'bad cron' is not a cron"):
+            sync_cron({"BRAKET_SYNC_CRON": cron})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("BRAKET_REGIONS", "nowhere-1"), ("BRAKET_SYNC_CRON", "every hour")],  # settings, definitions
+)
+def test_cli_reports_bad_configuration_without_a_traceback(tmp_path, variable, value):
     cli = Path(sys.executable).parent / "braket-warehouse"
     proc = subprocess.run(
         [str(cli), "sync", "--skip-models"],
-        env={"BRAKET_REGIONS": "nowhere-1", "DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={variable: value, "DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode != 0
-    assert "BRAKET_REGIONS" in proc.stderr and "nowhere-1" in proc.stderr
+    assert proc.stderr.startswith(f"braket-warehouse: bad configuration: {variable}: {value!r}")
     assert "Traceback" not in proc.stderr
 
 

@@ -10,8 +10,10 @@ from dagster import (
     AssetKey,
     AssetSelection,
     DagsterInstance,
+    DagsterInvalidDefinitionError,
     DefaultScheduleStatus,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
     schedule,
@@ -24,12 +26,30 @@ from dagster._core.storage.tags import (
 from pipelines.braket.facts import REGIONS
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.partitions import task_days
+from pipelines.settings import SettingsError
 from pipelines.warehouse.connection import WarehouseBusy, connect
 from pipelines.warehouse.raw_tasks import latest_synced_day
 from pipelines.warehouse.resource import WarehouseResource
 
 LOOKBACK_DAYS = 1
-SYNC_CRON = os.environ.get("BRAKET_SYNC_CRON") or "0 * * * *"
+
+
+def sync_cron(environ=None) -> str:
+    """BRAKET_SYNC_CRON, or a SettingsError naming it (read when the definitions load, like
+    BRAKET_START_DATE: one clear line from every command, not Dagster's traceback)."""
+    raw = (environ if environ is not None else os.environ).get("BRAKET_SYNC_CRON", "").strip()
+    cron = raw or "0 * * * *"
+    try:
+        ScheduleDefinition(name="cron", cron_schedule=cron, job_name="cron")
+    except DagsterInvalidDefinitionError:
+        raise SettingsError(
+            f"bad configuration: BRAKET_SYNC_CRON: {raw!r} is not a cron schedule "
+            "(five fields, e.g. '0 * * * *')"
+        ) from None
+    return cron
+
+
+SYNC_CRON = sync_cron()
 
 # Ingest and everything downstream of it (the models), so a sync leaves the warehouse consistent.
 # Steps run in the run's process (the code location's executor, pipelines/definitions.py).
