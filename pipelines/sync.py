@@ -15,6 +15,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from pipelines.braket.client import failure_hint
+from pipelines.console import console_config
 from pipelines.ingest.partitions import task_days
 from pipelines.ingest.schedules import incremental_range_tags
 from pipelines.ingest.workers import start_workers
@@ -90,7 +92,7 @@ def run_sync(
         tags=tags,
         asset_selection=selection,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={"loggers": console_config(log_level)},
     )
     reported: set[str] = set()
     for event in result.all_events:
@@ -130,18 +132,22 @@ def run_sync(
         failure = next((e for e in result.all_events if e.is_failure), None)
         message = failure.message if failure else "run failed"
         cause = _root_cause(failure)
-        raise SyncError(
-            f"sync run {result.run_id} failed: {message}" + (f"\n{cause}" if cause else "")
-        )
+        text = f"sync run {result.run_id} failed: {message}"
+        if cause is not None:
+            text += f"\n{cause.message.strip()}"
+            braket = (defs.resources or {}).get("braket")
+            hint = failure_hint(cause.cls_name or "", getattr(braket, "endpoint_url", None))
+            text += f"\n{hint}" if hint else ""
+        raise SyncError(text)
     echo(f"sync run {result.run_id} succeeded")
     return result
 
 
-def _root_cause(failure) -> str | None:
-    """The error that failed the step (DuckDB's, botocore's, ours): Dagster's own message
-    only says which step failed. The first error below Dagster's wrappers, not the
-    innermost: a WarehouseBusy says more than the lock error under it."""
+def _root_cause(failure):
+    """The error that failed the step (DuckDB's, botocore's, ours; a SerializableErrorInfo):
+    Dagster's own message only says which step failed. The first error below Dagster's
+    wrappers, not the innermost: a WarehouseBusy says more than the lock error under it."""
     error = getattr(failure.event_specific_data, "error", None) if failure else None
     while error is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
-    return error.message.strip() if error is not None else None
+    return error

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dagster import DagsterInstance, Definitions, RunRequest, build_sensor_context
+from dagster import DagsterInstance, RunRequest, build_sensor_context
 
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup import audit
 from pipelines.cleanup.definitions import defs as cleanup_defs
 from pipelines.cleanup.job import cancel_queued_tasks
 from pipelines.cleanup.sensors import queued_task_cleanup
+from pipelines.definitions import build_definitions
 from pipelines.warehouse.connection import connect
 from pipelines.warehouse.resource import WarehouseResource
 
@@ -38,7 +39,7 @@ class Cleanup:
             "braket": BraketResource(endpoint_url=emulator.url, regions=REGIONS),
             "warehouse": WarehouseResource(path=str(self.db), lock_wait_seconds=30),
         }
-        self.defs = Definitions.merge(cleanup_defs, Definitions(resources=self.resources))
+        self.defs = build_definitions(self.resources, areas=[cleanup_defs])
         self.instance = DagsterInstance.ephemeral()
         self.now = datetime.fromtimestamp(emulator.advance(0) / 1000, UTC)
         monkeypatch.delenv("BRAKET_CLEANUP_WEBHOOK_URL", raising=False)

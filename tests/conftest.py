@@ -23,3 +23,13 @@ def emulator_factory():
 @pytest.fixture
 def emulator(emulator_factory) -> RunningEmulator:
     return emulator_factory()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (free a moment ago): connections are refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -46,14 +46,14 @@ def make_pipeline(
     lock_wait_seconds: float = 60,
     **braket,
 ) -> Pipeline:
-    from pipelines.definitions import AREAS
+    from pipelines.definitions import build_definitions
 
     braket.setdefault("pace_at_quota", False)
     resources = {
         "braket": BraketResource(endpoint_url=endpoint_url, **braket),
         "warehouse": WarehouseResource(path=str(db_path), lock_wait_seconds=lock_wait_seconds),
     }
-    defs = Definitions.merge(*AREAS, Definitions(resources=resources))
+    defs = build_definitions(resources)
     return Pipeline(defs, db_path, instance or DagsterInstance.ephemeral())
 
 

@@ -219,3 +219,21 @@ def test_a_bad_cleanup_interval_is_one_line_from_the_cli(tmp_path):
         "braket-warehouse: bad configuration: BRAKET_CLEANUP_INTERVAL: 'soon' is not a whole "
         "number of seconds >= 1"
     ]
+
+
+def test_plan_against_an_endpoint_that_does_not_answer_says_so_in_two_lines(
+    tmp_path, monkeypatch, capsys, unused_port
+):
+    """botocore's traceback before; the variable to check now."""
+    url = f"http://127.0.0.1:{unused_port}"
+    monkeypatch.setenv("BRAKET_ENDPOINT_URL", url)
+    monkeypatch.setenv("BRAKET_REGIONS", "us-west-1")
+    path = tmp_path / "p.yaml"
+    path.write_text(SANDBOX_EXAMPLE)
+    assert main(["policy", "plan", "--policies", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f'braket-warehouse policy plan: the Braket API failed: Could not connect to the endpoint URL: "{url}/quantum-tasks"',
+        f"nothing answered at BRAKET_ENDPOINT_URL={url}: is the endpoint up "
+        "(`braket-warehouse emulator serve --port N` for the emulator)?",
+    ]

@@ -217,3 +217,33 @@ def test_a_bad_start_date_is_a_configuration_error(value, says):
 
     with pytest.raises(SettingsError, match=f"BRAKET_START_DATE.*{says}"):
         start_date({"BRAKET_START_DATE": value})
+
+
+def test_a_sync_against_an_endpoint_that_does_not_answer_ends_in_a_few_lines(tmp_path, unused_port):
+    """Dagster's console printed each failure event's stack (some 300 lines); the run's event
+    log keeps them, the console its first lines, and the CLI says what to check."""
+    cli = Path(sys.executable).parent / "braket-warehouse"
+    url = f"http://127.0.0.1:{unused_port}"
+    proc = subprocess.run(
+        [str(cli), "sync", "--skip-models"],
+        env={
+            "BRAKET_ENDPOINT_URL": url,
+            "BRAKET_REGIONS": "us-west-1",
+            "BRAKET_WAREHOUSE_DB": str(tmp_path / "w.duckdb"),
+            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert len(lines) <= 8, lines
+    assert "Traceback" not in proc.stderr and "Stack Trace" not in proc.stderr
+    assert any("STEP_FAILURE" in line for line in lines)
+    assert lines[-2:] == [
+        f'botocore.exceptions.EndpointConnectionError: Could not connect to the endpoint URL: "{url}/quantum-tasks"',
+        f"nothing answered at BRAKET_ENDPOINT_URL={url}: is the endpoint up "
+        "(`braket-warehouse emulator serve --port N` for the emulator)?",
+    ]

@@ -244,6 +244,25 @@ class BraketApi:
         return list(self.regions.values())
 
 
+_NO_ANSWER = {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"}
+_NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError"}
+
+
+def failure_hint(error_class: str, endpoint_url: str | None) -> str | None:
+    """What to check when a Braket call failed for a reason outside the API's answers (by the
+    class name botocore gave the error: a run's failure keeps only that)."""
+    if error_class in _NO_ANSWER:
+        if endpoint_url:
+            return (
+                f"nothing answered at BRAKET_ENDPOINT_URL={endpoint_url}: is the endpoint up "
+                "(`braket-warehouse emulator serve --port N` for the emulator)?"
+            )
+        return "AWS did not answer: check this machine's network access to AWS"
+    if error_class in _NO_CREDENTIALS:
+        return "no AWS credentials: set BRAKET_PROFILE or the standard AWS_* variables"
+    return None
+
+
 def retries_from(stats: dict[str, int]) -> int:
     """HTTP attempts that were retries: every failed attempt was followed by one."""
     return (

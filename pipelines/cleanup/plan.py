@@ -202,6 +202,7 @@ def enforce(
     from pipelines.cleanup import audit
     from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
     from pipelines.cleanup.sensors import policies_in_flight
+    from pipelines.console import console_config
     from pipelines.settings import ensure_dagster_home
 
     if defs is None:
@@ -233,7 +234,7 @@ def enforce(
     if not run_config["ops"][OP_NAME]["config"]["policies"]:
         echo("nothing to cancel: no run started")
         return None
-    run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
+    run_config["loggers"] = console_config(log_level)
     result = defs.resolve_job_def(JOB_NAME).execute_in_process(
         run_config=run_config,
         instance=instance,
@@ -269,6 +270,9 @@ def main_policy(args) -> int:
     """`braket-warehouse policy ...`; exit 0 on success, 1 on invalid policies or a failed run."""
     import sys
 
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from pipelines.braket.client import failure_hint
     from pipelines.cleanup.policies import PolicyError
     from pipelines.settings import load_settings
 
@@ -292,5 +296,13 @@ def main_policy(args) -> int:
         return 1
     except EnforceError as exc:
         print(f"braket-warehouse: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:  # plan's own calls, before any run
+        hint = failure_hint(type(exc).__name__, settings.endpoint_url)
+        print(
+            f"braket-warehouse policy {args.policy_command}: the Braket API failed: {exc}"
+            + (f"\n{hint}" if hint else ""),
+            file=sys.stderr,
+        )
         return 1
     return 2
