@@ -18,7 +18,7 @@ from dagster._core.storage.tags import (
 from pipelines.braket.client import failure_hint
 from pipelines.console import console_config
 from pipelines.ingest.partitions import task_days
-from pipelines.ingest.schedules import incremental_range_tags
+from pipelines.ingest.schedules import held_by_warehouse, incremental_range_tags
 from pipelines.ingest.workers import start_workers
 from pipelines.settings import ensure_dagster_home
 
@@ -81,6 +81,14 @@ def run_sync(
         f"sync {tags[ASSET_PARTITION_RANGE_START_TAG]}..{tags[ASSET_PARTITION_RANGE_END_TAG]}"
         + ("" if with_models else " (models skipped)")
     )
+    warehouse = (defs.resources or {}).get("warehouse")
+    if start is None and end is None and warehouse is not None:
+        if held_by_warehouse(warehouse, regions=None, before=date.max) is None:
+            echo(
+                f"  {warehouse.path} holds no synced day yet: the incremental run covers the "
+                f"latest days only; backfill history with `braket-warehouse sync --start "
+                f"{task_days.start.date()}` (or a later day)"
+            )
     # The region workers' forkserver loads botocore (~0.2 s) while Dagster creates the run and
     # records its planned partitions, which keeps one core busy, not two. One region pages in
     # a thread (pull.pull_window), with no workers to start.
@@ -109,6 +117,8 @@ def run_sync(
                     "tasks_inserted",
                     "tasks_updated",
                     "tasks_unchanged",
+                    "tasks_marked_missing",
+                    "tasks_rejected",
                     "open_tasks_refreshed",
                     "refresh_errors",
                     "api_requests",

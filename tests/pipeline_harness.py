@@ -30,9 +30,8 @@ class Pipeline:
     def sync(self, start: date | None = None, end: date | None = None, **kwargs):
         from pipelines.sync import run_sync
 
-        return run_sync(
-            start, end, instance=self.instance, defs=self.defs, echo=lambda m: None, **kwargs
-        )
+        kwargs.setdefault("echo", lambda m: None)
+        return run_sync(start, end, instance=self.instance, defs=self.defs, **kwargs)
 
     def rows(self, sql: str, params=()):
         with duckdb.connect(str(self.db_path), read_only=True) as con:

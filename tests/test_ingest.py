@@ -192,6 +192,20 @@ def test_an_incremental_run_after_missed_syncs_pulls_the_days_in_between(pipelin
     assert_matches_truth(pipeline, emulator)
 
 
+def test_the_first_incremental_run_of_a_new_warehouse_says_history_needs_a_backfill(
+    pipeline, emulator
+):
+    lines: list[str] = []
+    pipeline.sync(echo=lines.append, with_models=False)
+    (hint,) = [line for line in lines if "holds no synced day yet" in line]
+    assert "backfill history with `braket-warehouse sync --start " in hint
+    lines.clear()
+    pipeline.sync(echo=lines.append, with_models=False)
+    assert not [line for line in lines if "holds no synced day" in line]
+    (summary,) = [line for line in lines if "materialized quantum_tasks" in line]
+    assert "tasks_marked_missing=0, tasks_rejected=0" in summary  # the README's run figures
+
+
 def test_incremental_cost_does_not_grow_with_history(emulator, tmp_path):
     """Once history has ended, an incremental run reads only the few tasks still open."""
     pipeline = make_pipeline(emulator.url, tmp_path / "w.duckdb")

@@ -76,7 +76,7 @@ def incremental_range_tags(
     latest day is an old backfill catches up from there, in one run."""
     last = now.astimezone(UTC).date()
     first = last - timedelta(days=LOOKBACK_DAYS)
-    held = _held_by_warehouse(warehouse, regions, before=last) if warehouse else UNKNOWN
+    held = held_by_warehouse(warehouse, regions, before=last) if warehouse else UNKNOWN
     if held is UNKNOWN and instance is not None:
         done = instance.get_materialized_partitions(AssetKey("quantum_tasks"))
         # Before today: a lone materialization of today must not hide the gap before it.
@@ -95,7 +95,7 @@ def incremental_range_tags(
 UNKNOWN = object()  # the warehouse cannot say which days it holds
 
 
-def _held_by_warehouse(warehouse: WarehouseResource, regions: list[str] | None, before: date):
+def held_by_warehouse(warehouse: WarehouseResource, regions: list[str] | None, before: date):
     """raw_tasks.latest_synced_day of the warehouse file; None when there is no file yet or it
     holds no task; UNKNOWN when it cannot say: held by a writer, unreadable, or written
     before raw.synced_days (tasks, but no synced day: the table is created by the first
