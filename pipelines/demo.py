@@ -73,8 +73,8 @@ def run_demo(config: EmulatorConfig, warehouse: Path = DEMO_WAREHOUSE) -> int:
     settings = load_settings()
     print(f"warehouse: {settings.warehouse_db}")
     try:
-        _section_api_summary(server.url)
         run_sync(first_day, datetime.now(UTC).date(), log_level="WARNING")
+        _section_api_summary(server.url)
         with connect(settings.warehouse_db, read_only=True) as con:
             _section_ingest(con)
             _section_models(con)
@@ -128,7 +128,11 @@ def _section_api_summary(url: str) -> None:
     for key in sorted(tasks):
         print(f"{key[0]:<12} {key[1]:<11} {tasks[key]:>7} {shots[key]:>11,}")
     stats = api.stats.snapshot()
-    print(f"({stats.get('requests', 0)} requests, {stats.get('throttles', 0)} throttled)")
+    throttled = stats.get("throttles", 0)
+    print(
+        f"({stats.get('requests', 0)} requests, {throttled} throttled"
+        + (": the sync had just used the quota; botocore retried them)" if throttled else ")")
+    )
 
 
 def _section_ingest(con) -> None:

@@ -38,7 +38,9 @@ def connect(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     path = Path(path)
     if read_only and not path.exists():
-        raise FileNotFoundError(f"no warehouse at {path}: run `braket-warehouse sync` first")
+        raise FileNotFoundError(
+            f"no warehouse at {path}: run `braket-warehouse sync --start YYYY-MM-DD` first"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds
     delay, told = 0.05, False
