@@ -255,8 +255,12 @@ def test_an_unquoted_tag_value_yaml_reads_as_another_type_is_an_error(value):
         ("{regions: []}", "match.regions", "at least 1 item"),
         ("{devices: []}", "match.devices", "at least 1 item"),
         ("{tags: {}}", "match.tags", "at least 1 item"),
-        ("{bucket: '*'}", "match", "narrows nothing"),
-        ("{min_shots: 0, min_age: 0s}", "match", "min_shots 0 or min_age 0 narrows nothing"),
+        ("{bucket: '*'}", "match", "narrow nothing"),
+        ("{bucket: '**', prefix: '?*'}", "match", "narrow nothing"),
+        ("{devices: ['arn:aws:braket:*::device/*']}", "match", "narrow nothing"),
+        ("{devices: ['arn:aws:braket:*qpu*', 'arn:aws:braket:*simulator*']}", "match", "nothing"),
+        ("{regions: [us-east-1, us-west-1, us-west-2, eu-west-2, eu-north-1]}", "match", "every"),
+        ("{min_shots: 0, min_age: 0s}", "match", "min_shots 0 or min_age 0 narrow nothing"),
         ("{bucket: 's3://amazon-braket-qml'}", "match.bucket", "is not a bucket name"),
         ("{prefix: Sandbox/}", "match.prefix", "has a '/'"),
         ("{key_prefix: Sandbox/team-a/}", "match.key_prefix", "like 'Sandbox/team-a'"),
@@ -271,6 +275,21 @@ def test_a_match_that_narrows_nothing_or_cannot_match_is_an_error(match, field, 
     """Empty lists once read as "every region" or "any tags" and selected everything."""
     (message,) = problems(GOOD.replace("{bucket: amazon-braket-qml}", match))
     assert f"field {field}: " in message and says in message
+
+
+@pytest.mark.parametrize(
+    "match",
+    [
+        "{devices: ['arn:aws:braket:*::device/qpu/*']}",  # QPUs, not simulators
+        "{devices: ['arn:aws:braket:*ionq*', 'arn:aws:braket:*iqm*']}",
+        "{regions: [us-east-1, us-west-1, us-west-2, eu-west-2]}",
+        "{prefix: Sandbox*}",
+        "{bucket: 'amazon-braket-*'}",
+    ],
+)
+def test_globs_and_lists_that_leave_some_tasks_out_narrow(match):
+    (policy,) = check_text(GOOD.replace("{bucket: amazon-braket-qml}", match)).policies
+    assert policy.name == "ok-policy"
 
 
 def test_max_shots_0_narrows_to_zero_shot_tasks():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -259,23 +260,46 @@ class Match(_Strict):
 
     @model_validator(mode="after")
     def _narrows(self) -> Match:
-        # A bare '*', min_shots 0 and min_age 0 hold for every task: they narrow nothing.
-        everything = {"min_shots": 0, "min_age": timedelta(0)}
         narrowing = [
             name
             for name in type(self).model_fields
-            if name != "statuses"
-            and getattr(self, name) not in (None, "*")
-            and getattr(self, name) != everything.get(name, None)
+            if name != "statuses" and not _narrows_nothing(name, getattr(self, name))
         ]
         if not narrowing:
             raise ValueError(
                 "match selects every cancellable task of the account; narrow it with at least "
                 "one of "
                 + ", ".join(n for n in type(self).model_fields if n != "statuses")
-                + " (a bare '*', min_shots 0 or min_age 0 narrows nothing)"
+                + " (globs that match any value such as '*' or 'arn:aws:braket:*', every "
+                "region, min_shots 0 or min_age 0 narrow nothing)"
             )
         return self
+
+
+# Values unlike each other, for each glob field: globs that match all of them would match
+# any task (`*`, `arn:aws:braket:*::device/*`); a glob that narrows misses at least one.
+_ANY_VALUE = {
+    "devices": (
+        "arn:aws:braket:::device/quantum-simulator/amazon/sv1",
+        "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1",
+        "arn:aws:braket:eu-north-1::device/qpu/iqm/Garnet",
+    ),
+    "bucket": ("a", "amazon-braket-qml", "my.bucket-1"),
+    "prefix": ("Sandbox", "jobs", "x"),
+    "key_prefix": ("Sandbox", "jobs/sweep/tasks", "x"),
+}
+_HOLDS_FOR_EVERY_TASK = {"min_shots": 0, "min_age": timedelta(0)}
+
+
+def _narrows_nothing(name: str, value) -> bool:
+    if value is None:
+        return True
+    if name in _ANY_VALUE:
+        globs = value if isinstance(value, list) else [value]
+        return all(any(fnmatchcase(v, g) for g in globs) for v in _ANY_VALUE[name])
+    if name == "regions":
+        return set(value) >= set(REGIONS)
+    return name in _HOLDS_FOR_EVERY_TASK and value == _HOLDS_FOR_EVERY_TASK[name]
 
 
 class Exempt(_Strict):
