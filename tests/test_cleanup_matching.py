@@ -188,6 +188,8 @@ def test_cost_condition_uses_the_price_table_as_if_completed():
     assert costs[(CEPHEUS, day.date())] is None
     assert any(CEPHEUS in note and "cannot hold" in note for note in plan.notes)
     assert any(SV1 in note for note in plan.notes)
+    (sv1,) = [g for g in plan.groups if g.device_arn == SV1]
+    assert sv1.reason.startswith("no cost before it runs (unpriced, or billed by run time)")
 
     either = policy(
         match={"prefix": "Sandbox"},

@@ -290,7 +290,10 @@ def _groups(
                 reasons.append(f"${cost:.2f} {sign} ${when.queued_cost_usd_at_least:g}")
             else:
                 unpriced.add(device)
-                reasons.append("no price for the device: the cost condition cannot hold")
+                reasons.append(
+                    "no cost before it runs (unpriced, or billed by run time): "
+                    "the cost condition cannot hold"
+                )
         groups.append(Group(device, day, len(tasks), shots, cost, holds, "; ".join(reasons)))
     for device in sorted(unpriced):
         notes.append(
