@@ -653,6 +653,17 @@ def test_a_policy_with_a_run_in_flight_is_not_requested_again(cleanup, trigger):
     assert waiting.skip_reason.skip_message == "a run is still in flight for sandbox-cleanup"
 
 
+def test_a_skip_names_the_policies_that_selected_nothing_beside_those_held(cleanup):
+    c = cleanup
+    c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE.replace("mode: enforce", "mode: dry-run") + QML)
+    (request,) = c.tick().run_requests
+    assert c.run(request).success
+    message = c.tick().skip_reason.skip_message
+    assert "sandbox-cleanup" in message and "acted on in run" in message
+    assert message.endswith("; nothing to cancel for qml-cleanup")
+
+
 def test_a_selection_whose_run_failed_is_requested_again_up_to_max_attempts(cleanup, monkeypatch):
     """A run that could not cancel (here: every CancelQuantumTask fails) fails, and the same
     set is requested again under a new run key, until MAX_ATTEMPTS runs have failed."""

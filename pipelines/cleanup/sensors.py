@@ -190,10 +190,11 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
         return SkipReason(f"no policies in {path}")
     plans = plan_policies(policies, braket.api)
     busy = policies_in_flight(context.instance)
-    requests, held, waiting = [], [], []
+    requests, held, waiting, idle = [], [], [], []
     for plan in plans:
         name = plan.policy.name
         if not plan.selected:
+            idle.append(name)
             continue
         if name in busy:
             waiting.append(name)
@@ -220,7 +221,9 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
         return SensorResult(run_requests=requests)
     if held or waiting:
         reason = "; ".join(
-            held + ([f"a run is still in flight for {', '.join(waiting)}"] if waiting else [])
+            held
+            + ([f"a run is still in flight for {', '.join(waiting)}"] if waiting else [])
+            + ([f"nothing to cancel for {', '.join(idle)}"] if idle else [])
         )
     else:
         matched = sum(p.matched for p in plans)
