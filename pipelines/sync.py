@@ -20,6 +20,7 @@ from pipelines.console import console_config
 from pipelines.ingest.partitions import task_days
 from pipelines.ingest.schedules import held_by_warehouse, incremental_range_tags
 from pipelines.ingest.workers import start_workers
+from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import ensure_dagster_home
 
 
@@ -74,6 +75,8 @@ def run_sync(
     if instance is None:
         ensure_dagster_home()
         instance = DagsterInstance.get()
+    for run_id in end_orphaned_runs(instance):
+        echo(f"  run {run_id} was still STARTED, its process gone: marked failed, slot freed")
     tags = range_tags(start, end, instance, defs)
     job = defs.resolve_job_def("sync")
     selection = None if with_models else [AssetKey("quantum_tasks")]

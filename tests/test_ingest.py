@@ -571,7 +571,12 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
         time.sleep(0.2)
     assert not alive, f"left running after the sync was killed: {alive}"
 
-    pipeline.sync(first, last)
+    # The killed run still says STARTED and holds the warehouse_writer slot in the instance:
+    # the next sync on that instance ends it instead of waiting for the slot forever.
+    again = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home")
+    out, _ = again.communicate(timeout=240)
+    assert again.returncode == 0, out[-3000:]
+    assert "its process gone: marked failed, slot freed" in out
     assert_matches_truth(pipeline, slow)
 
 

@@ -40,7 +40,7 @@ from pipelines.cleanup.matching import (
     failed_filter,
 )
 from pipelines.cleanup.policies import Limits, Policy, load_policies
-from pipelines.processes import this_process
+from pipelines.orphaned_runs import CLEANUP_PROCESS_TAG_PREFIX, process_tags
 from pipelines.warehouse.resource import WarehouseResource
 
 WAREHOUSE_POOL = "warehouse_writer"
@@ -109,14 +109,6 @@ SELECTION_TAG_PREFIX = "cleanup-selection/"
 # skipped (removed from the file since planned). The sensor counts a selection as acted on
 # only when its run did what the policy asked (a dry run of an enforcing policy is not).
 OUTCOME_TAG_PREFIX = "cleanup-outcome/"
-# The process executing the run, set by the op when it starts (a re-execution sets its own):
-# the sensor ends a STARTED run whose process died (a killed `policy enforce`, say), which
-# nothing else would end.
-PROCESS_TAG_PREFIX = "cleanup-process/"  # host, pid, started (clock ticks), run
-
-
-def process_tags(run_id: str) -> dict[str, str]:
-    return {f"{PROCESS_TAG_PREFIX}{k}": v for k, v in {**this_process(), "run": run_id}.items()}
 
 
 def selection_tags(plans: list[PolicyPlan]) -> dict[str, str]:
@@ -189,7 +181,10 @@ def cancel_queued_tasks_op(
     braket: BraketResource,
     warehouse: WarehouseResource,
 ):
-    context.instance.add_run_tags(context.run_id, process_tags(context.run_id))
+    # Who executes the run: a run whose process died is ended (orphaned_runs.py).
+    context.instance.add_run_tags(
+        context.run_id, process_tags(CLEANUP_PROCESS_TAG_PREFIX, context.run_id)
+    )
     api = braket.api
     writer = _AuditWriter(warehouse)
     with warehouse.write() as con:

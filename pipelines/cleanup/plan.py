@@ -203,6 +203,7 @@ def enforce(
     from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
     from pipelines.cleanup.sensors import policies_in_flight
     from pipelines.console import console_config
+    from pipelines.orphaned_runs import end_orphaned_runs
     from pipelines.settings import ensure_dagster_home
 
     if defs is None:
@@ -212,6 +213,8 @@ def enforce(
     if instance is None:
         ensure_dagster_home()
         instance = DagsterInstance.get()
+    for run_id in end_orphaned_runs(instance):  # a killed sync's slot would block this run
+        echo(f"run {run_id} was still STARTED, its process gone: marked failed, slot freed")
     # As the sensor does: runs of one policy never overlap (the first may still be cancelling).
     # A dry run cancels nothing, so it does not wait for anyone.
     busy = {} if dry_run else policies_in_flight(instance)

@@ -30,7 +30,6 @@ BRAKET_CLEANUP_INTERVAL seconds (default 60).
 """
 
 import os
-import socket
 import warnings
 
 from dagster import (
@@ -49,7 +48,6 @@ from pipelines.braket.resource import BraketResource
 from pipelines.cleanup.job import (
     JOB_NAME,
     OUTCOME_TAG_PREFIX,
-    PROCESS_TAG_PREFIX,
     SELECTION_TAG_PREFIX,
     cancel_queued_tasks,
     run_config_for,
@@ -57,7 +55,7 @@ from pipelines.cleanup.job import (
 )
 from pipelines.cleanup.matching import PolicyPlan, plan_policies
 from pipelines.cleanup.policies import load_policies
-from pipelines.processes import gone
+from pipelines.orphaned_runs import CLEANUP_PROCESS_TAG_PREFIX, end_orphaned_run, orphaned
 from pipelines.settings import SettingsError, load_settings
 
 INTERVAL_ENV = "BRAKET_CLEANUP_INTERVAL"
@@ -97,12 +95,8 @@ def policies_in_flight(instance) -> dict[str, str]:
     runs = instance.get_runs(filters=RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
     names: dict[str, str] = {}
     for run in runs:
-        if _orphaned(run):
-            # Read again: a run that finished meanwhile must not be turned into a failure.
-            now = instance.get_run_by_id(run.run_id)
-            if now is not None and now.status == DagsterRunStatus.STARTED:
-                pid = run.tags[f"{PROCESS_TAG_PREFIX}pid"]
-                instance.report_run_failed(now, f"the process running it (pid {pid}) is gone")
+        if orphaned(run, CLEANUP_PROCESS_TAG_PREFIX):
+            end_orphaned_run(instance, run, CLEANUP_PROCESS_TAG_PREFIX)
             continue
         for key in run.tags:
             if key.startswith(SELECTION_TAG_PREFIX):
@@ -110,23 +104,6 @@ def policies_in_flight(instance) -> dict[str, str]:
         if "cleanup/policy" in run.tags:  # runs requested before the selection tags
             names.setdefault(run.tags["cleanup/policy"], run.run_id)
     return names
-
-
-def _orphaned(run) -> bool:
-    """A STARTED run whose op recorded a process on this host that is gone. Only the tags
-    its own op wrote count (a re-execution inherits its parent's until its op starts)."""
-    tag = {
-        k[len(PROCESS_TAG_PREFIX) :]: v
-        for k, v in run.tags.items()
-        if k.startswith(PROCESS_TAG_PREFIX)
-    }
-    return (
-        run.status == DagsterRunStatus.STARTED
-        and tag.get("run") == run.run_id
-        and tag.get("host") == socket.gethostname()
-        and tag.get("pid", "").isdigit()
-        and gone(int(tag["pid"]), tag.get("started") or None)
-    )
 
 
 def _history(instance, plan: PolicyPlan) -> tuple[str | None, int]:

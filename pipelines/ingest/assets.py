@@ -45,6 +45,7 @@ from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
 from pipelines.ingest.pull import CreatedWindow, Spool, pull_window, refresh_tasks
 from pipelines.ingest.workers import start_workers
+from pipelines.orphaned_runs import SYNC_PROCESS_TAG_PREFIX, process_tags
 from pipelines.warehouse.raw_tasks import (
     NOT_FOUND_ON_REFRESH,
     bounded_session,
@@ -118,6 +119,10 @@ def quantum_tasks(
     warehouse: WarehouseResource,
 ) -> MaterializeResult:
     started = time.monotonic()
+    # Who executes the run: a run whose process died is ended (orphaned_runs.py).
+    context.instance.add_run_tags(
+        context.run_id, process_tags(SYNC_PROCESS_TAG_PREFIX, context.run_id)
+    )
     api = braket.api
     if config.region_processes and len(api.regions) > 1:
         start_workers()  # loads in parallel with what comes before the pull
