@@ -51,6 +51,11 @@ def run_query(
         raise QueryError("--format parquet writes a file: give it with --out FILE")
     if not sql.strip():
         raise QueryError("no SQL given")
+    if out is not None and Path(out).resolve() in (
+        Path(db_path).resolve(),
+        Path(f"{db_path}.wal").resolve(),
+    ):
+        raise QueryError(f"--out {out} is the warehouse itself; write the result elsewhere")
     stdout = stdout if stdout is not None else sys.stdout
     on_wait = on_wait or (lambda message: print(message, file=sys.stderr, flush=True))
     try:

@@ -9,6 +9,7 @@ from pipelines.cleanup import reference
 from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.cleanup.policies import (
     PolicyError,
+    check_file,
     check_text,
     format_duration,
     load_policies,
@@ -103,11 +104,25 @@ def test_a_status_that_is_not_cancellable():
     )
 
 
+def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(GOOD.encode() + b"# caf\xe9\n")
+    (problem,) = check_file(path).problems
+    assert str(problem).startswith(f"{path}: cannot read: not UTF-8 text")
+
+
 @pytest.mark.parametrize("value", ["24 hours", "3600", "1y", "-2d", "h", "''"])
 def test_a_bad_min_age(value):
     (message,) = problems(SANDBOX_EXAMPLE.replace("min_age: 24h", f"min_age: {value}"))
     assert message.startswith("p.yaml:10: policy 'sandbox-cleanup': field match.min_age: ")
     assert "is not a duration: use a number and a unit (s, m, h, d, w)" in message
+
+
+def test_a_min_age_too_long_for_a_timedelta_is_a_field_error():
+    """OverflowError from timedelta crashed validate."""
+    (message,) = problems(SANDBOX_EXAMPLE.replace("min_age: 24h", "min_age: 99999999999w"))
+    assert message.startswith("p.yaml:10: policy 'sandbox-cleanup': field match.min_age: ")
+    assert "'99999999999w' is longer than any task could be old" in message
 
 
 @pytest.mark.parametrize(

@@ -611,13 +611,15 @@ def test_the_summary_names_a_breach_and_each_task_that_could_not_be_acted_on(
     assert "limit exceeded, nothing cancelled: 2 tasks selected, max_cancellations is 1" in text
 
 
-@pytest.mark.parametrize("how", ["http-500", "unreachable"])
+@pytest.mark.parametrize("how", ["http-500", "unreachable", "not a url"])
 def test_a_failing_webhook_does_not_fail_the_run(cleanup, receiver, monkeypatch, how):
     c = cleanup
     if how == "http-500":
         url, bodies = receiver(500)
-    else:
+    elif how == "unreachable":
         url, bodies = "http://127.0.0.1:9/hook", []
+    else:  # urllib's Request() raises ValueError on it
+        url, bodies = "not a url", []
     monkeypatch.setenv("BRAKET_CLEANUP_WEBHOOK_URL", url)
     (target,) = c.insert(c.task())
     c.policies(SANDBOX_EXAMPLE)

@@ -100,6 +100,17 @@ def test_csv_and_json_carry_the_same_rows(warehouse, capsys):
     assert len(by_owner["amazon-braket-a"]) == 2
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("suffix", ["", ".wal"])
+def test_out_never_overwrites_the_warehouse(warehouse, tmp_path, capsys, fmt, suffix):
+    """`--out` the warehouse's own file replaced it with the result (exit 0)."""
+    target = tmp_path / f"warehouse.duckdb{suffix}"
+    before = target.read_bytes() if target.exists() else None
+    assert query(SQL, "--format", fmt, "--out", str(target)) == 1
+    assert "is the warehouse itself" in capsys.readouterr().err
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
 def test_parquet_needs_out_and_writes_the_result(warehouse, tmp_path, capsys):
     assert query(SQL, "--format", "parquet") == 1
     assert "--out" in capsys.readouterr().err

@@ -54,10 +54,11 @@ def post(
         return False
     warn = warn or log.warning
     body = json.dumps({"text": text}).encode()
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
     try:
+        # Inside the try: Request() raises ValueError on a URL it cannot read ("not a url").
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
         return True

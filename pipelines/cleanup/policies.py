@@ -53,7 +53,10 @@ def parse_duration(value: Any) -> timedelta:
             "like 30m, 24h, 2d or 1d12h"
         )
     seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than any task could be old") from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -695,10 +698,11 @@ def _policy_name(data: Any, loc: tuple) -> str | None:
 def check_file(path: str | Path) -> PolicyCheck:
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
         check = PolicyCheck(file=str(path))
-        check.problems.append(PolicyProblem(str(path), None, f"cannot read: {exc.strerror}"))
+        check.problems.append(PolicyProblem(str(path), None, f"cannot read: {why}"))
         return check
     return check_text(text, str(path))
 
