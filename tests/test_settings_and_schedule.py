@@ -247,3 +247,24 @@ def test_a_sync_against_an_endpoint_that_does_not_answer_ends_in_a_few_lines(tmp
         f"nothing answered at BRAKET_ENDPOINT_URL={url}: is the endpoint up "
         "(`braket-warehouse emulator serve --port N` for the emulator)?",
     ]
+
+
+def test_the_schedule_ends_a_run_whose_process_is_gone(tmp_path):
+    """A CLI sync killed with SIGKILL left STARTED: the scheduled sync would wait for its
+    warehouse_writer slot forever."""
+    from dagster import DagsterRunStatus, instance_for_test
+    from dagster._core.test_utils import create_run_for_test
+
+    from pipelines.orphaned_runs import SYNC_PROCESS_TAG_PREFIX, process_tags
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with instance_for_test() as instance:
+        run = create_run_for_test(instance, job_name="sync", status=DagsterRunStatus.STARTED)
+        tags = process_tags(SYNC_PROCESS_TAG_PREFIX, run.run_id)
+        instance.add_run_tags(run.run_id, {**tags, f"{SYNC_PROCESS_TAG_PREFIX}pid": str(dead.pid)})
+        alive = create_run_for_test(instance, job_name="sync", status=DagsterRunStatus.STARTED)
+        instance.add_run_tags(alive.run_id, process_tags(SYNC_PROCESS_TAG_PREFIX, alive.run_id))
+        _schedule_tags(instance, tmp_path / "w.duckdb")
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(alive.run_id).status == DagsterRunStatus.STARTED

@@ -26,6 +26,7 @@ from dagster._core.storage.tags import (
 from pipelines.braket.facts import REGIONS
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.partitions import task_days
+from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import SettingsError
 from pipelines.warehouse.connection import WarehouseBusy, connect
 from pipelines.warehouse.raw_tasks import latest_synced_day
@@ -125,6 +126,7 @@ def held_by_warehouse(warehouse: WarehouseResource, regions: list[str] | None, b
 def hourly_sync(
     context: ScheduleEvaluationContext, braket: BraketResource, warehouse: WarehouseResource
 ) -> RunRequest:
+    end_orphaned_runs(context.instance)  # a killed CLI sync's slot would block this run
     now = context.scheduled_execution_time or datetime.now(UTC)
     tags = incremental_range_tags(now, context.instance, warehouse, braket.regions)
     return RunRequest(run_key=f"sync-{now.isoformat()}", tags=tags)
