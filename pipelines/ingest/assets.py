@@ -121,7 +121,7 @@ def quantum_tasks(
     started = time.monotonic()
     # Who executes the run: a run whose process died is ended (orphaned_runs.py).
     context.instance.add_run_tags(
-        context.run_id, process_tags(SYNC_PROCESS_TAG_PREFIX, context.run_id)
+        context.run.run_id, process_tags(SYNC_PROCESS_TAG_PREFIX, context.run.run_id)
     )
     api = braket.api
     if config.region_processes and len(api.regions) > 1:
