@@ -22,7 +22,7 @@ def process_tags(prefix: str, run_id: str) -> dict[str, str]:
     return {f"{prefix}{k}": v for k, v in {**this_process(), "run": run_id}.items()}
 
 
-def orphaned(run, prefix: str) -> bool:
+def _orphaned(run, prefix: str) -> bool:
     """A STARTED run whose steps recorded a process on this host that is gone. Only the tags
     its own step wrote count (a re-execution inherits its parent's until its step starts)."""
     tag = {k[len(prefix) :]: v for k, v in run.tags.items() if k.startswith(prefix)}
@@ -35,7 +35,7 @@ def orphaned(run, prefix: str) -> bool:
     )
 
 
-def end_orphaned_run(instance: DagsterInstance, run, prefix: str) -> None:
+def _end_orphaned_run(instance: DagsterInstance, run, prefix: str) -> None:
     """Mark it failed (read again: one that finished meanwhile stays as it ended) and free
     its concurrency slots, as Dagster's daemon does for runs that ended."""
     now = instance.get_run_by_id(run.run_id)
@@ -49,8 +49,8 @@ def end_orphaned_runs(instance: DagsterInstance) -> list[str]:
     """End every orphaned run; returns their ids."""
     ended = []
     for run in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED])):
-        prefix = next((p for p in _PREFIXES if orphaned(run, p)), None)
+        prefix = next((p for p in _PREFIXES if _orphaned(run, p)), None)
         if prefix is not None:
-            end_orphaned_run(instance, run, prefix)
+            _end_orphaned_run(instance, run, prefix)
             ended.append(run.run_id)
     return ended

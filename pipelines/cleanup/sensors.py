@@ -55,7 +55,7 @@ from pipelines.cleanup.job import (
 )
 from pipelines.cleanup.matching import PolicyPlan, plan_policies
 from pipelines.cleanup.policies import load_policies
-from pipelines.orphaned_runs import CLEANUP_PROCESS_TAG_PREFIX, end_orphaned_run, orphaned
+from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import SettingsError, load_settings
 
 INTERVAL_ENV = "BRAKET_CLEANUP_INTERVAL"
@@ -89,15 +89,12 @@ MAX_ATTEMPTS = 3  # runs of one selection that may fail before the sensor stops 
 
 def policies_in_flight(instance) -> dict[str, str]:
     """Policies with a cancel_queued_tasks run queued or running, from the sensor or the CLI,
-    and the id of that run. A run whose process is gone (a `policy enforce` killed, OOM, a
-    closed terminal) still says STARTED, and nothing else would ever end it: it is marked
-    failed here, or its policies would wait forever."""
+    and the id of that run. Callers end orphaned runs first (orphaned_runs.end_orphaned_runs):
+    a run whose process is gone (a `policy enforce` killed, OOM, a closed terminal) still says
+    STARTED, and its policies would otherwise wait forever."""
     runs = instance.get_runs(filters=RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT))
     names: dict[str, str] = {}
     for run in runs:
-        if orphaned(run, CLEANUP_PROCESS_TAG_PREFIX):
-            end_orphaned_run(instance, run, CLEANUP_PROCESS_TAG_PREFIX)
-            continue
         for key in run.tags:
             if key.startswith(SELECTION_TAG_PREFIX):
                 names.setdefault(key[len(SELECTION_TAG_PREFIX) :], run.run_id)
@@ -166,6 +163,7 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
     if not policies:
         return SkipReason(f"no policies in {path}")
     plans = plan_policies(policies, braket.api)
+    end_orphaned_runs(context.instance)
     busy = policies_in_flight(context.instance)
     requests, held, waiting, idle = [], [], [], []
     for plan in plans:
