@@ -86,7 +86,8 @@ def run_sync(
     )
     warehouse = (defs.resources or {}).get("warehouse")
     if start is None and end is None and warehouse is not None:
-        if held_by_warehouse(warehouse, regions=None, before=date.max) is None:
+        # A hint only: a writer holding the file must not add a second wait to the range's.
+        if held_by_warehouse(warehouse, None, date.max, wait_seconds=0) is None:
             echo(
                 f"  {warehouse.path} holds no synced day yet: the incremental run covers the "
                 f"latest days only; backfill history with `braket-warehouse sync --start "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -176,14 +176,16 @@ def test_runs_the_instance_recorded_into_another_warehouse_do_not_hide_a_gap(tmp
 
 
 @pytest.mark.parametrize("warehouse", ["before synced_days", "synced_days empty", "held"])
-def test_the_instance_decides_when_the_warehouse_cannot_say(tmp_path, warehouse):
+def test_the_instance_decides_when_the_warehouse_cannot_say(tmp_path, warehouse, caplog):
     """The instance's latest materialized day before today, as before raw.synced_days, when
     the file cannot say: written before that table (which the first run after an upgrade
     creates before its pull, so a failed pull leaves it empty), or held by a writer."""
     from dagster import AssetMaterialization, instance_for_test
 
+    from pipelines.ingest.schedules import UNKNOWN, held_by_warehouse
     from pipelines.warehouse.connection import connect
     from pipelines.warehouse.raw_tasks import ensure_schema
+    from pipelines.warehouse.resource import WarehouseResource
 
     db = tmp_path / "w.duckdb"
     with connect(db) as con:
@@ -205,6 +207,11 @@ def test_the_instance_decides_when_the_warehouse_cannot_say(tmp_path, warehouse)
             holder = hold_in_another_process(db)
             try:
                 assert _start(_schedule_tags(instance, db)) == "2026-02-24"
+                # `sync`'s no-history hint asks without waiting: no second wait on the writer.
+                caplog.set_level("INFO", logger="pipelines.warehouse.connection")
+                hint = held_by_warehouse(WarehouseResource(path=str(db)), None, date.max, 0)
+                assert hint is UNKNOWN
+                assert not [r for r in caplog.records if "waiting for" in r.getMessage()]
             finally:
                 holder.communicate("")
         else:

@@ -96,7 +96,9 @@ def incremental_range_tags(
 UNKNOWN = object()  # the warehouse cannot say which days it holds
 
 
-def held_by_warehouse(warehouse: WarehouseResource, regions: list[str] | None, before: date):
+def held_by_warehouse(
+    warehouse: WarehouseResource, regions: list[str] | None, before: date, wait_seconds: float = 5
+):
     """raw_tasks.latest_synced_day of the warehouse file; None when there is no file yet or it
     holds no task; UNKNOWN when it cannot say: held by a writer, unreadable, or written
     before raw.synced_days (tasks, but no synced day: the table is created by the first
@@ -104,7 +106,7 @@ def held_by_warehouse(warehouse: WarehouseResource, regions: list[str] | None, b
     if not Path(warehouse.path).exists():
         return None
     try:
-        with connect(warehouse.path, read_only=True, wait_seconds=5) as con:
+        with connect(warehouse.path, read_only=True, wait_seconds=wait_seconds) as con:
             held = latest_synced_day(con, list(regions or REGIONS), before)
             if held is None:
                 (has_tasks,) = con.execute(
