@@ -158,6 +158,105 @@ def test_a_later_row_of_any_matching_glob_sets_the_price_and_a_same_day_tie_is_a
         stage_tasks(pl.DataFrame(rows, schema=STG_SCHEMA), load_prices(table))
 
 
+PRICE_HEADER = (
+    "device_pattern,effective_from,per_task_usd,per_shot_usd,per_minute_usd,minimum_seconds,source"
+)
+GARNET_PRICE = "arn:aws:braket:*::device/qpu/iqm/Garnet,2024-01-01,0.30,0.00145,,,page"
+
+
+def price_table(tmp_path: Path, *lines: str, header: str = PRICE_HEADER) -> Path:
+    table = tmp_path / "prices.csv"
+    table.write_text("".join(f"{line}\n" for line in (header, *lines)))
+    return table
+
+
+def price_problems(table: Path) -> list[str]:
+    from pipelines.models.pricing import PriceTableError
+
+    with pytest.raises(PriceTableError) as caught:
+        load_prices(table)
+    return str(caught.value).splitlines()
+
+
+def test_a_bad_price_value_is_named_by_file_line_and_column_every_problem_at_once(tmp_path):
+    table = price_table(
+        tmp_path,
+        GARNET_PRICE,
+        "",  # a blank line still counts in the line numbers
+        "arn:aws:braket:*::device/qpu/ionq/Aria*,2024-01-01,0.30,abc,,,page",
+        "arn:aws:braket:*::device/qpu/ionq/Forte*,2024-02-30,0.30,0.08,,,page",
+        "arn:aws:braket:*::device/qpu/rigetti/*,2024-01-01,0.30,0.0009,,page",
+        ",2024-01-01,,,0.075,3,page",
+    )
+    assert price_problems(table) == [
+        f"{table}:4: column per_shot_usd: 'abc' is not a number",
+        f"{table}:5: column effective_from: '2024-02-30' is not a date (YYYY-MM-DD)",
+        f"{table}:6: 6 fields, the header has 7",
+        f"{table}:7: column device_pattern: empty; every row needs one",
+    ]
+
+
+def test_a_price_row_s_line_is_its_first_line_in_the_file(tmp_path):
+    quoted = 'arn:aws:braket:*::device/qpu/ionq/*,2024-01-01,0.30,0.01,,,"two\nlines"'
+    table = price_table(tmp_path, "", quoted, GARNET_PRICE)
+    assert load_prices(table)["line"].to_list() == [3, 5]
+    table = price_table(tmp_path, quoted, GARNET_PRICE.replace("0.00145", "x"))
+    assert price_problems(table) == [f"{table}:4: column per_shot_usd: 'x' is not a number"]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("nan", "'nan' is not a finite number"),
+        ("inf", "'inf' is not a finite number"),
+        ("-Infinity", "'-Infinity' is not a finite number"),
+        ("-0.5", "'-0.5' is negative"),
+    ],
+)
+def test_a_price_that_is_not_a_finite_non_negative_number_is_refused(tmp_path, value, problem):
+    table = price_table(tmp_path, GARNET_PRICE.replace("0.00145", value))
+    assert price_problems(table) == [f"{table}:2: column per_shot_usd: {problem}"]
+
+
+def test_a_missing_empty_or_row_less_price_table_is_named_with_what_is_wrong(tmp_path):
+    missing = tmp_path / "nowhere.csv"
+    assert price_problems(missing) == [
+        f"{missing}: cannot read the price table: No such file or directory"
+    ]
+    empty = tmp_path / "prices.csv"
+    empty.write_text("")
+    assert price_problems(empty) == [
+        f"{empty}: the file is empty; expected the header {PRICE_HEADER}"
+    ]
+    header_only = price_table(tmp_path)
+    assert price_problems(header_only) == [
+        f"{header_only}: the price table has a header but no price rows"
+    ]
+    empty.write_bytes(b"\xff\xfe")
+    assert price_problems(empty) == [
+        f"{empty}: cannot read the price table: not UTF-8 text (invalid start byte)"
+    ]
+
+
+def test_a_price_table_header_needs_every_column_once_and_no_other(tmp_path):
+    table = price_table(tmp_path, header=PRICE_HEADER.replace("per_shot_usd", "per_shot"))
+    assert price_problems(table) == [
+        f"{table}:1: missing column(s) per_shot_usd",
+        f"{table}:1: unknown column(s) 'per_shot'; the columns are "
+        + PRICE_HEADER.replace(",", ", "),
+    ]
+    table = price_table(tmp_path, header=PRICE_HEADER + ",source")
+    assert price_problems(table) == [f"{table}:1: column(s) source appear more than once"]
+
+
+def test_two_price_rows_for_one_pattern_and_date_are_refused_even_with_no_task_on_it(tmp_path):
+    table = price_table(tmp_path, GARNET_PRICE, GARNET_PRICE.replace("0.00145", "0.002"))
+    assert price_problems(table) == [
+        f"{table}:3: device_pattern 'arn:aws:braket:*::device/qpu/iqm/Garnet' from 2024-01-01 is "
+        "already priced on line 2: remove one of the two rows or change its effective_from"
+    ]
+
+
 def write_model(tmp_path: Path, layer: str, name: str, text: str) -> Path:
     path = tmp_path / layer / f"{name}.sql"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,9 @@ Estimates only: no discounts, credits or free tier.
 
 from __future__ import annotations
 
+import csv
+import math
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -34,34 +37,129 @@ PRICE_COLUMNS = {
     "minimum_seconds": pl.Float64,
     "source": pl.Utf8,
 }
+NUMBER_COLUMNS = ("per_task_usd", "per_shot_usd", "per_minute_usd", "minimum_seconds")
 
 
 class PriceTableError(ValueError):
-    pass
+    """The price table is not valid; the message has one line per problem."""
 
 
 def load_prices(path: Path = PRICES_CSV) -> pl.DataFrame:
-    """The price table, validated: a bad row names the file, line and field."""
+    """The price table, validated: every problem names the file, line and column.
+
+    Read with the csv module rather than Polars so that a bad value is reported by its line
+    (Polars reports a byte offset) and a row's `line` is its line in the file."""
+    file = str(path)
     try:
-        prices = pl.read_csv(path, schema=PRICE_COLUMNS)
-    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
-        raise PriceTableError(f"{path}: cannot read the price table: {exc}") from None
-    for i, row in enumerate(prices.iter_rows(named=True)):
-        line = i + 2  # header is line 1
-        is_qpu = row["per_task_usd"] is not None or row["per_shot_usd"] is not None
-        is_sim = row["per_minute_usd"] is not None
-        if not row["device_pattern"]:
-            raise PriceTableError(f"{path}:{line}: device_pattern is empty")
-        if row["effective_from"] is None:
-            raise PriceTableError(f"{path}:{line}: effective_from is missing")
-        if is_qpu == is_sim:
-            raise PriceTableError(
-                f"{path}:{line}: give either per_task_usd/per_shot_usd or per_minute_usd"
+        # utf-8-sig: spreadsheets save CSV with a byte order mark
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            raw, end = [], reader.line_num
+            for row in reader:
+                if row:  # a blank line is no row
+                    # its first line: a quoted value may hold line breaks
+                    raw.append((end + 1, row))
+                end = reader.line_num
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        if isinstance(exc, OSError):
+            why = exc.strerror or str(exc)
+        elif isinstance(exc, UnicodeDecodeError):
+            why = f"not UTF-8 text ({exc.reason})"
+        else:
+            why = f"not valid CSV ({exc})"
+        raise PriceTableError(f"{file}: cannot read the price table: {why}") from None
+    if not header:
+        what = f"{file}: the file is empty" if header is None else f"{file}:1: the line is blank"
+        raise PriceTableError(f"{what}; expected the header {','.join(PRICE_COLUMNS)}")
+    header = [name.strip() for name in header]
+    problems = _header_problems(file, header)
+    if problems:
+        raise PriceTableError("\n".join(problems))
+    if not raw:
+        # A table without rows would leave every task unpriced without saying so.
+        raise PriceTableError(f"{file}: the price table has a header but no price rows")
+    rows, first_line = [], {}
+    for line, values in raw:
+        where = f"{file}:{line}"
+        if len(values) != len(header):
+            problems.append(f"{where}: {len(values)} fields, the header has {len(header)}")
+            continue
+        row, row_problems = _parse_row(where, dict(zip(header, values, strict=True)))
+        problems += row_problems
+        if row_problems:
+            continue
+        key = (row["device_pattern"], row["effective_from"])
+        if key in first_line:
+            problems.append(
+                f"{where}: device_pattern {key[0]!r} from {key[1]} is already priced on line "
+                f"{first_line[key]}: remove one of the two rows or change its effective_from"
             )
-        for field in ("per_task_usd", "per_shot_usd", "per_minute_usd", "minimum_seconds"):
-            if row[field] is not None and row[field] < 0:
-                raise PriceTableError(f"{path}:{line}: {field} is negative")
-    return prices.with_row_index("line", offset=2)  # header is line 1
+        first_line.setdefault(key, line)
+        rows.append({"line": line, **row})
+    if problems:
+        raise PriceTableError("\n".join(problems))
+    # `line` as UInt32, as with_row_index made it: it is part of task_facts_version's hash.
+    return pl.DataFrame(rows, schema={"line": pl.UInt32, **PRICE_COLUMNS})
+
+
+def _header_problems(file: str, header: list[str]) -> list[str]:
+    problems = []
+    missing = [c for c in PRICE_COLUMNS if c not in header]
+    if missing:
+        problems.append(f"{file}:1: missing column(s) {', '.join(missing)}")
+    unknown = [c for c in header if c not in PRICE_COLUMNS]
+    if unknown:
+        known = ", ".join(PRICE_COLUMNS)
+        problems.append(
+            f"{file}:1: unknown column(s) {', '.join(map(repr, unknown))}; the columns are {known}"
+        )
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        problems.append(f"{file}:1: column(s) {', '.join(repeated)} appear more than once")
+    return problems
+
+
+def _parse_row(where: str, values: dict[str, str]) -> tuple[dict, list[str]]:
+    """The row's typed values (empty means null) and its problems, each naming the column."""
+    row: dict = {}
+    problems = []
+    for column in PRICE_COLUMNS:
+        text = values[column].strip()
+        row[column] = None
+        if not text:
+            continue
+        if column == "effective_from":
+            try:
+                row[column] = datetime.strptime(text, "%Y-%m-%d").date()
+            except ValueError:
+                problems.append(f"{where}: column {column}: {text!r} is not a date (YYYY-MM-DD)")
+        elif column in NUMBER_COLUMNS:
+            try:
+                number = float(text)
+            except ValueError:
+                problems.append(f"{where}: column {column}: {text!r} is not a number")
+                continue
+            # float() takes nan and inf; neither is a price.
+            if not math.isfinite(number):
+                problems.append(f"{where}: column {column}: {text!r} is not a finite number")
+            elif number < 0:
+                problems.append(f"{where}: column {column}: {text!r} is negative")
+            else:
+                row[column] = number
+        else:
+            row[column] = text
+    for column in ("device_pattern", "effective_from"):
+        if not values[column].strip():
+            problems.append(f"{where}: column {column}: empty; every row needs one")
+    is_qpu = bool(values["per_task_usd"].strip() or values["per_shot_usd"].strip())
+    is_sim = bool(values["per_minute_usd"].strip())
+    if is_qpu == is_sim:
+        problems.append(
+            f"{where}: give either per_task_usd/per_shot_usd (a QPU) or per_minute_usd "
+            "(a simulator), not both or neither"
+        )
+    return row, problems
 
 
 def device_prices(device_arns: list[str], prices: pl.DataFrame) -> pl.DataFrame:
