@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipelines.cleanup import audit
-from pipelines.cleanup.examples import SANDBOX_EXAMPLE
+from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.cleanup.plan import EnforceError, audit_lines, enforce
 from pipelines.cli import main
 from pipelines.settings import PROJECT_ROOT, SettingsError
@@ -236,4 +236,20 @@ def test_plan_against_an_endpoint_that_does_not_answer_says_so_in_two_lines(
         f'braket-warehouse policy plan: the Braket API failed: Could not connect to the endpoint URL: "{url}/quantum-tasks"',
         f"nothing answered at BRAKET_ENDPOINT_URL={url}: is the endpoint up "
         "(`braket-warehouse emulator serve --port N` for the emulator)?",
+    ]
+
+
+def test_plan_with_a_bad_price_table_names_its_line(cleanup, capsys, monkeypatch, tmp_path):
+    """A `when:` cost group prices tasks before any run: a bad table was a traceback."""
+    from pipelines.models import pricing
+
+    table = tmp_path / "prices.csv"
+    good = pricing.PRICES_CSV.read_text().splitlines()
+    table.write_text("\n".join([good[0], good[1].replace(",0.30,", ",0.30x,", 1)]) + "\n")
+    monkeypatch.setattr(pricing, "PRICES_CSV", table)
+    text = SHOT_CAP_EXAMPLE.replace("queued_shots_at_least: 50", "queued_cost_usd_at_least: 5")
+    assert main(["policy", "plan", "--policies", str(cleanup.policies(text))]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "braket-warehouse: invalid price table:",
+        f"{table}:2: column per_task_usd: '0.30x' is not a number",
     ]

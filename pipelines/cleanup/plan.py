@@ -277,6 +277,7 @@ def main_policy(args) -> int:
 
     from pipelines.braket.client import failure_hint
     from pipelines.cleanup.policies import PolicyError
+    from pipelines.models.pricing import PriceTableError
     from pipelines.settings import load_settings
 
     settings = load_settings()
@@ -299,6 +300,9 @@ def main_policy(args) -> int:
         return 1
     except EnforceError as exc:
         print(f"braket-warehouse: {exc}", file=sys.stderr)
+        return 1
+    except PriceTableError as exc:  # plan prices a `when:` cost group before any run
+        print(f"braket-warehouse: invalid price table:\n{exc}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as exc:  # plan's own calls, before any run
         hint = failure_hint(type(exc).__name__, settings.endpoint_url)

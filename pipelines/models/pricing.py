@@ -18,12 +18,20 @@ Estimates only: no discounts, credits or free tier.
 from __future__ import annotations
 
 import csv
-import math
-from datetime import datetime
+from datetime import date
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Annotated
 
 import polars as pl
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from pipelines.settings import PROJECT_ROOT
 
@@ -37,18 +45,18 @@ PRICE_COLUMNS = {
     "minimum_seconds": pl.Float64,
     "source": pl.Utf8,
 }
-NUMBER_COLUMNS = ("per_task_usd", "per_shot_usd", "per_minute_usd", "minimum_seconds")
 
 
 class PriceTableError(ValueError):
     """The price table is not valid; the message has one line per problem."""
 
 
-def load_prices(path: Path = PRICES_CSV) -> pl.DataFrame:
+def load_prices(path: Path | None = None) -> pl.DataFrame:
     """The price table, validated: every problem names the file, line and column.
 
     Read with the csv module rather than Polars so that a bad value is reported by its line
     (Polars reports a byte offset) and a row's `line` is its line in the file."""
+    path = path or PRICES_CSV
     file = str(path)
     try:
         # utf-8-sig: spreadsheets save CSV with a byte order mark
@@ -120,46 +128,70 @@ def _header_problems(file: str, header: list[str]) -> list[str]:
     return problems
 
 
+def _blank_is_null(value):
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# Inner constraints: pydantic cannot compare a null against ge=0.
+_Price = Annotated[
+    Annotated[float, Field(allow_inf_nan=False), Field(ge=0)] | None,
+    BeforeValidator(_blank_is_null),
+]
+
+
+class PriceRow(BaseModel):
+    """One row of the table; CSV text in, an empty cell is null."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    device_pattern: str = Field(min_length=1)
+    effective_from: date
+    per_task_usd: _Price = None
+    per_shot_usd: _Price = None
+    per_minute_usd: _Price = None
+    minimum_seconds: _Price = None
+    source: Annotated[str | None, BeforeValidator(_blank_is_null)] = None
+
+    @model_validator(mode="after")
+    def _qpu_or_simulator(self):
+        is_qpu = self.per_task_usd is not None or self.per_shot_usd is not None
+        if is_qpu == (self.per_minute_usd is not None):
+            raise ValueError(
+                "give either per_task_usd/per_shot_usd (a QPU) or per_minute_usd "
+                "(a simulator), not both or neither"
+            )
+        return self
+
+
+# pydantic's error types in the table's words; others keep pydantic's message.
+_SAYS = {
+    "float_parsing": "is not a number",
+    "finite_number": "is not a finite number",
+    "greater_than_equal": "is negative",
+    "date_from_datetime_parsing": "is not a date (YYYY-MM-DD)",
+    "date_from_datetime_inexact": "is not a date (YYYY-MM-DD)",
+    "date_parsing": "is not a date (YYYY-MM-DD)",
+    "date_type": "is not a date (YYYY-MM-DD)",
+}
+
+
 def _parse_row(where: str, values: dict[str, str]) -> tuple[dict, list[str]]:
-    """The row's typed values (empty means null) and its problems, each naming the column."""
-    row: dict = {}
-    problems = []
-    for column in PRICE_COLUMNS:
-        text = values[column].strip()
-        row[column] = None
-        if not text:
-            continue
-        if column == "effective_from":
-            try:
-                row[column] = datetime.strptime(text, "%Y-%m-%d").date()
-            except ValueError:
-                problems.append(f"{where}: column {column}: {text!r} is not a date (YYYY-MM-DD)")
-        elif column in NUMBER_COLUMNS:
-            try:
-                number = float(text)
-            except ValueError:
-                problems.append(f"{where}: column {column}: {text!r} is not a number")
+    """The row's typed values and its problems, each naming the column."""
+    try:
+        return PriceRow.model_validate(values).model_dump(), []
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            if not error["loc"]:  # the model's own check, over several columns
+                problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
                 continue
-            # float() takes nan and inf; neither is a price.
-            if not math.isfinite(number):
-                problems.append(f"{where}: column {column}: {text!r} is not a finite number")
-            elif number < 0:
-                problems.append(f"{where}: column {column}: {text!r} is negative")
-            else:
-                row[column] = number
-        else:
-            row[column] = text
-    for column in ("device_pattern", "effective_from"):
-        if not values[column].strip():
-            problems.append(f"{where}: column {column}: empty; every row needs one")
-    is_qpu = bool(values["per_task_usd"].strip() or values["per_shot_usd"].strip())
-    is_sim = bool(values["per_minute_usd"].strip())
-    if is_qpu == is_sim:
-        problems.append(
-            f"{where}: give either per_task_usd/per_shot_usd (a QPU) or per_minute_usd "
-            "(a simulator), not both or neither"
-        )
-    return row, problems
+            column, value = error["loc"][0], error["input"]
+            if value is None or not str(value).strip():
+                problems.append(f"{where}: column {column}: empty; every row needs one")
+                continue
+            says = _SAYS.get(error["type"], error["msg"])
+            problems.append(f"{where}: column {column}: {value!r} {says}")
+        return {}, problems
 
 
 def device_prices(device_arns: list[str], prices: pl.DataFrame) -> pl.DataFrame:
