@@ -676,3 +676,87 @@ def test_sync_job_launched_like_the_daemon_runs_every_step_in_one_process(emulat
         ).fetchone()
         (facts,) = con.execute("SELECT count(*) FROM staging.task_facts").fetchone()
     assert stored == expected > 0 and facts == stored
+
+
+def _bad_warehouse(tmp_path, kind: str) -> Path:
+    """A BRAKET_WAREHOUSE_DB this project must not write, under `tmp_path` (made)."""
+    tmp_path.mkdir()
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    if kind == "text file":
+        return text
+    if kind == "under a file":  # its directory cannot be made
+        return text / "data" / "w.duckdb"
+    db = tmp_path / "theirs.duckdb"
+    with duckdb.connect(str(db)) as con:
+        if kind == "their raw.quantum_tasks":
+            con.execute(
+                "CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (id INTEGER, task VARCHAR); "
+                "INSERT INTO raw.quantum_tasks VALUES (1, 'theirs')"
+            )
+        else:
+            con.execute("CREATE TABLE sales AS SELECT 1 AS id")
+    return db
+
+
+def _files(tmp_path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+
+BAD_WAREHOUSES = {
+    "text file": "is not a DuckDB database file",
+    "under a file": "notes.txt is not a directory",
+    "their raw.quantum_tasks": "is not a braket-warehouse warehouse: its raw.quantum_tasks",
+    "another database": "is not a braket-warehouse warehouse: it holds main.sales",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_WAREHOUSES)
+def test_a_backfill_refuses_a_bad_warehouse_before_any_api_call(emulator, tmp_path, kind):
+    """A backfill opened the file only after its whole pull; another program's DuckDB file
+    got raw.synced_days before the merge failed on its own raw.quantum_tasks. Now: one line
+    naming the file, no API call, no run, and the file as it was."""
+    from pipelines.sync import SyncError
+
+    db = _bad_warehouse(tmp_path / "files", kind)
+    before = _files(tmp_path / "files")
+    pipeline = make_pipeline(emulator.url, db)
+    stats = emulator.stats()
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    with pytest.raises(SyncError) as refused:
+        pipeline.sync(first, last)
+    message = str(refused.value)
+    assert str(db) in message and BAD_WAREHOUSES[kind] in message and "\n" not in message
+    assert emulator.stats() == stats
+    assert pipeline.instance.get_runs() == []
+    assert _files(tmp_path / "files") == before
+
+
+@pytest.mark.parametrize("ends", ["yesterday", "today"])
+def test_a_run_launched_by_the_daemon_or_ui_leaves_a_foreign_warehouse_as_it_was(
+    emulator, tmp_path, ends
+):
+    """Without the CLI's check before the run (the schedule, a backfill from the UI): the
+    asset checks before its pull (a backfill), every write connection before its first
+    statement (the refresh of a run ending today)."""
+    from datetime import timedelta
+
+    db = _bad_warehouse(tmp_path / "files", "their raw.quantum_tasks")
+    before = _files(tmp_path / "files")
+    pipeline = make_pipeline(emulator.url, db)
+    stats = emulator.stats()
+    _, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    last += timedelta(days=1 if ends == "today" else 0)
+    result = pipeline.defs.resolve_job_def("sync").execute_in_process(
+        instance=pipeline.instance,
+        tags={
+            "dagster/asset_partition_range_start": (last - timedelta(days=1)).isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert f"{db} is not a braket-warehouse warehouse" in str(failure.event_specific_data.error)
+    assert emulator.stats() == stats
+    assert _files(tmp_path / "files") == before

@@ -16,7 +16,8 @@ The incremental contract, on one screen:
                 still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING, or a
                 status this code does not know without an endedAt; flagged missing or not)
                 with GetQuantumTask: cost grows with open tasks, not with history
-- writes        one transaction per run after the whole pull; pool `warehouse_writer`
+- writes        one transaction per run after the whole pull; pool `warehouse_writer`; the
+                file is checked (connection.check_warehouse) before the pull
 - checks        arn_unique (blocking) and three warnings, run in this step after the merge
 """
 
@@ -137,8 +138,11 @@ def quantum_tasks(
         spool = Spool(directory=Path(spool_dir))
         open_arns: dict[str, list[str]] = {}
         if refresh:
-            with warehouse.write() as con:
+            with warehouse.write() as con:  # which refuses a file that is not a warehouse
                 open_arns = open_tasks_before(con, days[0], list(api.regions))
+        else:
+            # A backfill writes only after its whole pull: a bad file is refused now.
+            warehouse.check()
         context.log.info(
             f"pulling {len(days)} day(s) {days[0]}..{days[-1]} from {len(api.regions)} region(s)"
             + (f"; refreshing {sum(map(len, open_arns.values()))} open task(s)" if refresh else "")
