@@ -516,7 +516,7 @@ def test_sync_runs_are_recorded_in_the_instance(emulator, tmp_path):
         )
 
 
-def _sync_process(emulator, db, start, end, home):
+def _sync_process(emulator, db, start, end, home, **env_extra):
     import os
     import subprocess
     import sys
@@ -527,6 +527,7 @@ def _sync_process(emulator, db, start, end, home):
         "BRAKET_WAREHOUSE_DB": str(db),
         "DAGSTER_HOME": str(home),
         "BRAKET_PACE_AT_QUOTA": "false",
+        **env_extra,
     }
     cli = Path(sys.executable).parent / "braket-warehouse"
     return subprocess.Popen(
@@ -540,9 +541,11 @@ def _sync_process(emulator, db, start, end, home):
 
 def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     """SIGKILL a real `braket-warehouse sync` process mid-pull; the warehouse is untouched and
-    the next run completes it."""
+    the next run completes it, and removes the spool directory the killed one left."""
     import signal
     import time
+
+    from pipelines.ingest.pull import SPOOL_PREFIX
 
     slow = emulator_factory(latency_ms=150)
     pipeline = make_pipeline(slow.url, tmp_path / "w.duckdb")
@@ -551,7 +554,9 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     snapshot = pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn")
     assert snapshot
 
-    proc = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home")
+    spools = tmp_path / "tmp"  # the syncs' temp dir
+    spools.mkdir()
+    proc = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home", TMPDIR=str(spools))
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -570,13 +575,18 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     while (alive := [pid for pid in helpers if not gone(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive, f"left running after the sync was killed: {alive}"
+    (left,) = spools.glob(f"{SPOOL_PREFIX}*")
 
     # The killed run still says STARTED and holds the warehouse_writer slot in the instance:
     # the next sync on that instance ends it instead of waiting for the slot forever.
-    again = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home")
+    again = _sync_process(
+        slow, pipeline.db_path, first, last, tmp_path / "home", TMPDIR=str(spools)
+    )
     out, _ = again.communicate(timeout=240)
     assert again.returncode == 0, out[-3000:]
     assert "its process gone: marked failed, slot freed" in out
+    assert f"removed {left}: the sync that spooled there is gone" in out
+    assert list(spools.glob(f"{SPOOL_PREFIX}*")) == []
     assert_matches_truth(pipeline, slow)
 
 
@@ -760,3 +770,38 @@ def test_a_run_launched_by_the_daemon_or_ui_leaves_a_foreign_warehouse_as_it_was
     assert f"{db} is not a braket-warehouse warehouse" in str(failure.event_specific_data.error)
     assert emulator.stats() == stats
     assert _files(tmp_path / "files") == before
+
+
+def test_a_sync_removes_spools_left_by_syncs_that_are_gone(tmp_path):
+    """Only directories provably a spool of a sync on this host whose process is gone."""
+    import subprocess
+    import sys
+
+    from pipelines.ingest.pull import SPOOL_OWNER, SPOOL_PREFIX, remove_stale_spools
+    from pipelines.processes import this_process
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = this_process()
+
+    def spool(name: str, owner, prefix: str = SPOOL_PREFIX) -> Path:
+        directory = tmp_path / f"{prefix}{name}"
+        directory.mkdir()
+        (directory / "us-east-1-000000.jsonl").write_text("{}\n")
+        if owner is not None:
+            (directory / SPOOL_OWNER).write_text(json.dumps(owner))
+        return directory
+
+    killed = spool("killed", {**me, "pid": str(dead.pid)})
+    reused = spool("reused", {**me, "started": "1"})  # our PID now, but not the process then
+    kept = [
+        spool("running", me),
+        spool("elsewhere", {**me, "host": "another-host", "pid": str(dead.pid)}),
+        spool("unmarked", None),
+        spool("garbled", {"pid": "x"}),
+        spool("listed", [dead.pid]),
+        spool("killed", {**me, "pid": str(dead.pid)}, prefix="someone-elses-"),
+    ]
+    assert remove_stale_spools(tmp_path) == [killed, reused]
+    assert not killed.exists() and not reused.exists()
+    assert all(d.exists() for d in kept)

@@ -21,12 +21,10 @@ The incremental contract, on one screen:
 - checks        arn_unique (blocking) and three warnings, run in this step after the merge
 """
 
-import tempfile
 import time
 import warnings
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -44,7 +42,13 @@ from pipelines.braket.facts import OPEN_STATUSES, STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
-from pipelines.ingest.pull import CreatedWindow, Spool, pull_window, refresh_tasks
+from pipelines.ingest.pull import (
+    CreatedWindow,
+    Spool,
+    pull_window,
+    refresh_tasks,
+    spool_directory,
+)
 from pipelines.ingest.workers import start_workers
 from pipelines.orphaned_runs import SYNC_PROCESS_TAG_PREFIX, process_tags
 from pipelines.warehouse.raw_tasks import (
@@ -134,8 +138,8 @@ def quantum_tasks(
     refresh = config.refresh_open_tasks and days[-1] >= today
     seen_at = datetime.now(UTC)
 
-    with tempfile.TemporaryDirectory(prefix="braket-spool-") as spool_dir:
-        spool = Spool(directory=Path(spool_dir))
+    with spool_directory(log=context.log.info) as spool_dir:
+        spool = Spool(directory=spool_dir)
         open_arns: dict[str, list[str]] = {}
         if refresh:
             with warehouse.write() as con:  # which refuses a file that is not a warehouse
