@@ -1,5 +1,6 @@
 """Whether a process is still there: region workers watch the sync that started them; the
-cleanup sensor checks the process behind a cancel run that still says STARTED."""
+cleanup sensor checks the process behind a cancel run that still says STARTED; a sync
+removes the spool directories of syncs that are gone."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ The file is opened read-only, so DuckDB itself refuses writes; that refusal is t
 message saying where writes belong. DuckDB lets no reader in while a process writes, so while
 a sync holds the file this waits (saying so on stderr) up to `--wait` seconds. Results go to
 stdout or `--out` as an aligned table, CSV, JSON (a list of objects) or Parquet (`--out` only).
+A file that is not a DuckDB database is one line naming it, not DuckDB's traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TextIO
 
 import duckdb
 
-from pipelines.warehouse.connection import WarehouseBusy, connect
+from pipelines.warehouse.connection import WarehouseBusy, connect, path_problem
 
 FORMATS = ("table", "csv", "json", "parquet")
 DEFAULT_WAIT_SECONDS = 60.0
@@ -56,6 +57,10 @@ def run_query(
         Path(f"{db_path}.wal").resolve(),
     ):
         raise QueryError(f"--out {out} is the warehouse itself; write the result elsewhere")
+    # A text file, say: one line, not DuckDB's traceback (a missing file: connect says so).
+    problem = path_problem(db_path) if Path(db_path).exists() else None
+    if problem is not None:
+        raise QueryError(problem)
     stdout = stdout if stdout is not None else sys.stdout
     on_wait = on_wait or (lambda message: print(message, file=sys.stderr, flush=True))
     try:
@@ -72,6 +77,8 @@ def run_query(
                 raise QueryError(str(exc)) from None
     except FileNotFoundError as exc:
         raise QueryError(str(exc)) from None
+    except duckdb.Error as exc:  # opening it: the query's own errors are QueryErrors above
+        raise QueryError(f"cannot open {db_path}: {exc}") from None
     except WarehouseBusy as exc:
         raise QueryError(
             f"gave up after {wait_seconds:g} s: a sync (or another writer) still holds the "

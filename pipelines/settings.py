@@ -57,11 +57,14 @@ class Settings(BaseModel):
 
     @field_validator("warehouse_db")
     @classmethod
-    def _a_file_path(cls, value: str) -> str:
-        if Path(value).is_dir():
-            raise ValueError(
-                f"{value} is a directory; name the DuckDB file, e.g. {value}/warehouse.duckdb"
-            )
+    def _a_duckdb_file_path(cls, value: str) -> str:
+        """A DuckDB file, or a path where one can be created (file system checks only: the
+        file is opened, and recognised as a warehouse, by the commands that write it)."""
+        from pipelines.warehouse.connection import path_problem
+
+        problem = path_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("regions")

@@ -22,6 +22,7 @@ from pipelines.ingest.schedules import held_by_warehouse, incremental_range_tags
 from pipelines.ingest.workers import start_workers
 from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import ensure_dagster_home
+from pipelines.warehouse.connection import WarehouseError
 
 
 class SyncError(RuntimeError):
@@ -72,6 +73,14 @@ def run_sync(
     """Execute the sync job in process; returns the Dagster execution result."""
     if defs is None:
         from pipelines.definitions import defs
+    warehouse = (defs.resources or {}).get("warehouse")
+    if warehouse is not None:
+        # Before anything else (the API, the instance): a file that cannot be the warehouse
+        # is refused now, not after a backfill's whole pull, and is left as it was.
+        try:
+            warehouse.check(wait=False)
+        except WarehouseError as exc:
+            raise SyncError(str(exc)) from None
     if instance is None:
         ensure_dagster_home()
         instance = DagsterInstance.get()
@@ -84,7 +93,6 @@ def run_sync(
         f"sync {tags[ASSET_PARTITION_RANGE_START_TAG]}..{tags[ASSET_PARTITION_RANGE_END_TAG]}"
         + ("" if with_models else " (models skipped)")
     )
-    warehouse = (defs.resources or {}).get("warehouse")
     if start is None and end is None and warehouse is not None:
         # A hint only: a writer holding the file must not add a second wait to the range's.
         if held_by_warehouse(warehouse, None, date.max, wait_seconds=0) is None:

@@ -151,6 +151,27 @@ def test_enforce_reports_a_failed_run(cleanup):
     assert c.truth() == before
 
 
+def test_enforce_refuses_another_programs_duckdb_file_before_any_api_call(cleanup):
+    """Its audit would have been written into that file, after the plan's searches."""
+    import duckdb
+
+    c = cleanup
+    c.insert(c.task())
+    path = c.policies(SANDBOX_EXAMPLE)
+    with duckdb.connect(str(c.db)) as con:
+        con.execute("CREATE SCHEMA audit; CREATE TABLE audit.cleanup_actions (note VARCHAR)")
+    before, stats = c.db.read_bytes(), c.em.stats()
+    with pytest.raises(EnforceError) as refused:
+        enforce(path, defs=c.defs, instance=c.instance, echo=lambda _: None)
+    assert str(refused.value).startswith(
+        f"{c.db} is not a braket-warehouse warehouse: its audit.cleanup_actions is not this "
+        "project's table (no column acted_at, run_id, policy, mode and 10 more; column note "
+        "of its own); nothing was written to it"
+    )
+    assert c.em.stats() == stats and c.db.read_bytes() == before
+    assert c.instance.get_runs() == []
+
+
 def test_the_command_line_enforce_dry_run(cleanup, tmp_path):
     """The real command in a fresh process: exit 1 on a breach, the other policy dry-runs."""
     c = cleanup

@@ -516,7 +516,7 @@ def test_sync_runs_are_recorded_in_the_instance(emulator, tmp_path):
         )
 
 
-def _sync_process(emulator, db, start, end, home):
+def _sync_process(emulator, db, start, end, home, **env_extra):
     import os
     import subprocess
     import sys
@@ -527,6 +527,7 @@ def _sync_process(emulator, db, start, end, home):
         "BRAKET_WAREHOUSE_DB": str(db),
         "DAGSTER_HOME": str(home),
         "BRAKET_PACE_AT_QUOTA": "false",
+        **env_extra,
     }
     cli = Path(sys.executable).parent / "braket-warehouse"
     return subprocess.Popen(
@@ -540,9 +541,11 @@ def _sync_process(emulator, db, start, end, home):
 
 def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     """SIGKILL a real `braket-warehouse sync` process mid-pull; the warehouse is untouched and
-    the next run completes it."""
+    the next run completes it, and removes the spool directory the killed one left."""
     import signal
     import time
+
+    from pipelines.ingest.pull import SPOOL_PREFIX
 
     slow = emulator_factory(latency_ms=150)
     pipeline = make_pipeline(slow.url, tmp_path / "w.duckdb")
@@ -551,7 +554,9 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     snapshot = pipeline.rows("SELECT * FROM raw.quantum_tasks ORDER BY quantum_task_arn")
     assert snapshot
 
-    proc = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home")
+    spools = tmp_path / "tmp"  # the syncs' temp dir
+    spools.mkdir()
+    proc = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home", TMPDIR=str(spools))
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -570,13 +575,18 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     while (alive := [pid for pid in helpers if not gone(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive, f"left running after the sync was killed: {alive}"
+    (left,) = spools.glob(f"{SPOOL_PREFIX}*")
 
     # The killed run still says STARTED and holds the warehouse_writer slot in the instance:
     # the next sync on that instance ends it instead of waiting for the slot forever.
-    again = _sync_process(slow, pipeline.db_path, first, last, tmp_path / "home")
+    again = _sync_process(
+        slow, pipeline.db_path, first, last, tmp_path / "home", TMPDIR=str(spools)
+    )
     out, _ = again.communicate(timeout=240)
     assert again.returncode == 0, out[-3000:]
     assert "its process gone: marked failed, slot freed" in out
+    assert f"removed {left}: the sync that spooled there is gone" in out
+    assert list(spools.glob(f"{SPOOL_PREFIX}*")) == []
     assert_matches_truth(pipeline, slow)
 
 
@@ -676,3 +686,122 @@ def test_sync_job_launched_like_the_daemon_runs_every_step_in_one_process(emulat
         ).fetchone()
         (facts,) = con.execute("SELECT count(*) FROM staging.task_facts").fetchone()
     assert stored == expected > 0 and facts == stored
+
+
+def _bad_warehouse(tmp_path, kind: str) -> Path:
+    """A BRAKET_WAREHOUSE_DB this project must not write, under `tmp_path` (made)."""
+    tmp_path.mkdir()
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    if kind == "text file":
+        return text
+    if kind == "under a file":  # its directory cannot be made
+        return text / "data" / "w.duckdb"
+    db = tmp_path / "theirs.duckdb"
+    with duckdb.connect(str(db)) as con:
+        if kind == "their raw.quantum_tasks":
+            con.execute(
+                "CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (id INTEGER, task VARCHAR); "
+                "INSERT INTO raw.quantum_tasks VALUES (1, 'theirs')"
+            )
+        else:
+            con.execute("CREATE TABLE sales AS SELECT 1 AS id")
+    return db
+
+
+def _files(tmp_path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+
+BAD_WAREHOUSES = {
+    "text file": "is not a DuckDB database file",
+    "under a file": "notes.txt is not a directory",
+    "their raw.quantum_tasks": "is not a braket-warehouse warehouse: its raw.quantum_tasks",
+    "another database": "is not a braket-warehouse warehouse: it holds main.sales",
+}
+
+
+@pytest.mark.parametrize("kind", BAD_WAREHOUSES)
+def test_a_backfill_refuses_a_bad_warehouse_before_any_api_call(emulator, tmp_path, kind):
+    """A backfill opened the file only after its whole pull; another program's DuckDB file
+    got raw.synced_days before the merge failed on its own raw.quantum_tasks. Now: one line
+    naming the file, no API call, no run, and the file as it was."""
+    from pipelines.sync import SyncError
+
+    db = _bad_warehouse(tmp_path / "files", kind)
+    before = _files(tmp_path / "files")
+    pipeline = make_pipeline(emulator.url, db)
+    stats = emulator.stats()
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    with pytest.raises(SyncError) as refused:
+        pipeline.sync(first, last)
+    message = str(refused.value)
+    assert str(db) in message and BAD_WAREHOUSES[kind] in message and "\n" not in message
+    assert emulator.stats() == stats
+    assert pipeline.instance.get_runs() == []
+    assert _files(tmp_path / "files") == before
+
+
+@pytest.mark.parametrize("ends", ["yesterday", "today"])
+def test_a_run_launched_by_the_daemon_or_ui_leaves_a_foreign_warehouse_as_it_was(
+    emulator, tmp_path, ends
+):
+    """Without the CLI's check before the run (the schedule, a backfill from the UI): the
+    asset checks before its pull (a backfill), every write connection before its first
+    statement (the refresh of a run ending today)."""
+    from datetime import timedelta
+
+    db = _bad_warehouse(tmp_path / "files", "their raw.quantum_tasks")
+    before = _files(tmp_path / "files")
+    pipeline = make_pipeline(emulator.url, db)
+    stats = emulator.stats()
+    _, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    last += timedelta(days=1 if ends == "today" else 0)
+    result = pipeline.defs.resolve_job_def("sync").execute_in_process(
+        instance=pipeline.instance,
+        tags={
+            "dagster/asset_partition_range_start": (last - timedelta(days=1)).isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert f"{db} is not a braket-warehouse warehouse" in str(failure.event_specific_data.error)
+    assert emulator.stats() == stats
+    assert _files(tmp_path / "files") == before
+
+
+def test_a_sync_removes_spools_left_by_syncs_that_are_gone(tmp_path):
+    """Only directories provably a spool of a sync on this host whose process is gone."""
+    import subprocess
+    import sys
+
+    from pipelines.ingest.pull import SPOOL_OWNER, SPOOL_PREFIX, remove_stale_spools
+    from pipelines.processes import this_process
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = this_process()
+
+    def spool(name: str, owner, prefix: str = SPOOL_PREFIX) -> Path:
+        directory = tmp_path / f"{prefix}{name}"
+        directory.mkdir()
+        (directory / "us-east-1-000000.jsonl").write_text("{}\n")
+        if owner is not None:
+            (directory / SPOOL_OWNER).write_text(json.dumps(owner))
+        return directory
+
+    killed = spool("killed", {**me, "pid": str(dead.pid)})
+    reused = spool("reused", {**me, "started": "1"})  # our PID now, but not the process then
+    kept = [
+        spool("running", me),
+        spool("elsewhere", {**me, "host": "another-host", "pid": str(dead.pid)}),
+        spool("unmarked", None),
+        spool("garbled", {"pid": "x"}),
+        spool("listed", [dead.pid]),
+        spool("killed", {**me, "pid": str(dead.pid)}, prefix="someone-elses-"),
+    ]
+    assert remove_stale_spools(tmp_path) == [killed, reused]
+    assert not killed.exists() and not reused.exists()
+    assert all(d.exists() for d in kept)

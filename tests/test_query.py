@@ -207,3 +207,26 @@ def test_query_gives_up_after_wait_seconds_with_a_clear_message(warehouse, capsy
     assert time.monotonic() - began < 4.0
     err = capsys.readouterr().err
     assert "gave up after 0.5 s" in err and "--wait" in err
+
+
+def test_a_warehouse_that_is_no_duckdb_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    """DuckDB's IOException came out as a traceback."""
+    from pipelines.query import QueryError, run_query
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    monkeypatch.setenv("BRAKET_WAREHOUSE_DB", str(text))
+    assert query("SELECT 1") != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{text} is not a DuckDB database file" in err
+    with pytest.raises(QueryError, match=f"^{text} is not a DuckDB database file"):
+        run_query("SELECT 1", text)
+    # DuckDB's header, but a file DuckDB cannot open (corrupt, another version's).
+    corrupt = tmp_path / "corrupt.duckdb"
+    with duckdb.connect(str(tmp_path / "good.duckdb")):
+        pass
+    corrupt.write_bytes((tmp_path / "good.duckdb").read_bytes()[:12] + b"\0" * 8192)
+    monkeypatch.setenv("BRAKET_WAREHOUSE_DB", str(corrupt))
+    assert query("SELECT 1") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot open {corrupt}: IO Error: Corrupt database" in err

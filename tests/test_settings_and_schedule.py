@@ -89,6 +89,52 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path, variable, v
     assert "Traceback" not in proc.stderr
 
 
+def test_a_warehouse_path_that_cannot_be_a_duckdb_file_is_refused_at_start(
+    tmp_path, emulator, capsys, monkeypatch
+):
+    """A text file, or a path whose directory cannot be made: the sync failed inside its
+    Dagster run with a traceback. Now the variable, the file and the problem, before the
+    definitions load and so before any API call; query and policy commands the same."""
+    from pipelines.cli import main
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    problems = {
+        text: f"{text} is not a DuckDB database file",
+        text / "sub" / "w.duckdb": f"cannot create {text}/sub/w.duckdb: {text} is not a directory",
+    }
+    with pytest.raises(SettingsError, match=f"BRAKET_WAREHOUSE_DB: {problems[text]}"):
+        load_settings({"BRAKET_WAREHOUSE_DB": str(text)})
+    stats = emulator.stats()
+    cli = Path(sys.executable).parent / "braket-warehouse"
+    proc = subprocess.run(
+        [str(cli), "sync", "--start", "2025-01-01", "--end", "2025-01-02"],
+        env={
+            "BRAKET_WAREHOUSE_DB": str(text),
+            "BRAKET_ENDPOINT_URL": emulator.url,
+            "DAGSTER_HOME": str(tmp_path / "home"),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert (
+        proc.stderr
+        == f"braket-warehouse: bad configuration: BRAKET_WAREHOUSE_DB: {problems[text]}; use this project's warehouse file or a new path\n"
+    )
+    monkeypatch.setenv("BRAKET_ENDPOINT_URL", emulator.url)
+    for db, problem in problems.items():
+        monkeypatch.setenv("BRAKET_WAREHOUSE_DB", str(db))
+        for command in (["query", "SELECT 1"], ["policy", "plan"], ["policy", "enforce"]):
+            assert main(command) == 2, command
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"BRAKET_WAREHOUSE_DB: {problem}" in err, command
+    assert emulator.stats() == stats
+    assert text.read_text() == "not a database\n" and not (tmp_path / "home").exists()
+
+
 AT = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
 REGIONS_SYNCED = ["us-east-1", "us-west-1"]
 

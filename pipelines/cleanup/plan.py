@@ -26,7 +26,8 @@ from pipelines.cleanup.policies import PolicyCheck, check_file, format_duration,
 
 
 class EnforceError(RuntimeError):
-    """The enforce run failed (a limit breach, an API or warehouse failure)."""
+    """The enforce run failed (a limit breach, an API or warehouse failure), or the warehouse
+    file cannot take its audit (then before any API call)."""
 
 
 # -- validate ------------------------------------------------------------------------------
@@ -205,10 +206,15 @@ def enforce(
     from pipelines.console import console_config
     from pipelines.orphaned_runs import end_orphaned_runs
     from pipelines.settings import ensure_dagster_home
+    from pipelines.warehouse.connection import WarehouseError
 
     if defs is None:
         from pipelines.definitions import defs
     policies = load_policies(path)
+    try:  # before the plan's API calls: the run would write its audit there
+        defs.resources["warehouse"].check(wait=False)
+    except WarehouseError as exc:
+        raise EnforceError(str(exc)) from None
     plans = plan_policies(policies, defs.resources["braket"].api)
     if instance is None:
         ensure_dagster_home()

@@ -16,16 +16,15 @@ The incremental contract, on one screen:
                 still open in the warehouse (CREATED, QUEUED, RUNNING, CANCELLING, or a
                 status this code does not know without an endedAt; flagged missing or not)
                 with GetQuantumTask: cost grows with open tasks, not with history
-- writes        one transaction per run after the whole pull; pool `warehouse_writer`
+- writes        one transaction per run after the whole pull; pool `warehouse_writer`; the
+                file is checked (connection.check_warehouse) before the pull
 - checks        arn_unique (blocking) and three warnings, run in this step after the merge
 """
 
-import tempfile
 import time
 import warnings
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -43,7 +42,13 @@ from pipelines.braket.facts import OPEN_STATUSES, STATUSES
 from pipelines.braket.resource import BraketResource
 from pipelines.ingest.checks import INGEST_CHECK_SPECS, evaluate_ingest_checks
 from pipelines.ingest.partitions import task_days
-from pipelines.ingest.pull import CreatedWindow, Spool, pull_window, refresh_tasks
+from pipelines.ingest.pull import (
+    CreatedWindow,
+    Spool,
+    pull_window,
+    refresh_tasks,
+    spool_directory,
+)
 from pipelines.ingest.workers import start_workers
 from pipelines.orphaned_runs import SYNC_PROCESS_TAG_PREFIX, process_tags
 from pipelines.warehouse.raw_tasks import (
@@ -133,12 +138,15 @@ def quantum_tasks(
     refresh = config.refresh_open_tasks and days[-1] >= today
     seen_at = datetime.now(UTC)
 
-    with tempfile.TemporaryDirectory(prefix="braket-spool-") as spool_dir:
-        spool = Spool(directory=Path(spool_dir))
+    with spool_directory(log=context.log.info) as spool_dir:
+        spool = Spool(directory=spool_dir)
         open_arns: dict[str, list[str]] = {}
         if refresh:
-            with warehouse.write() as con:
+            with warehouse.write() as con:  # which refuses a file that is not a warehouse
                 open_arns = open_tasks_before(con, days[0], list(api.regions))
+        else:
+            # A backfill writes only after its whole pull: a bad file is refused now.
+            warehouse.check()
         context.log.info(
             f"pulling {len(days)} day(s) {days[0]}..{days[-1]} from {len(api.regions)} region(s)"
             + (f"; refreshing {sum(map(len, open_arns.values()))} open task(s)" if refresh else "")

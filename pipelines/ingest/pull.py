@@ -9,6 +9,11 @@ which is what makes a failed pull leave the warehouse as it was.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import stat
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -22,6 +27,7 @@ from botocore.exceptions import ClientError
 
 from pipelines.braket.client import BraketApi, ClientSettings, RegionApi
 from pipelines.ingest.workers import worker_pool
+from pipelines.processes import gone, this_process
 from pipelines.warehouse.raw_tasks import CompleteScope
 
 
@@ -84,6 +90,49 @@ class Spool:
                 )
 
             yield write
+
+
+SPOOL_PREFIX = "braket-spool-"
+SPOOL_OWNER = "owner.json"  # in each spool directory: host, pid, start time of its sync
+
+
+@contextmanager
+def spool_directory(log: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """A new directory under the temp dir for one run's spool, removed when the run ends. A
+    run killed outright (SIGKILL, the OOM killer) cannot remove its own, so each names its
+    process in SPOOL_OWNER and each run first removes those of processes that are gone."""
+    for stale in remove_stale_spools():
+        (log or print)(f"removed {stale}: the sync that spooled there is gone")
+    with tempfile.TemporaryDirectory(prefix=SPOOL_PREFIX) as directory:
+        (Path(directory) / SPOOL_OWNER).write_bytes(orjson.dumps(this_process()))
+        yield Path(directory)
+
+
+def remove_stale_spools(base: str | Path | None = None) -> list[Path]:
+    """Remove the spool directories under `base` (default: the temp dir) whose sync is gone,
+    and only those provably so: named SPOOL_PREFIX..., a directory (not a link) of this
+    user holding SPOOL_OWNER, whose process on this host is gone (by PID and start time: a
+    reused PID is not the owner). Returns what was removed."""
+    removed = []
+    for directory in sorted(Path(base or tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*")):
+        try:
+            info = directory.lstat()
+            owner = orjson.loads((directory / SPOOL_OWNER).read_bytes())
+        except (OSError, ValueError):
+            continue  # no owner named: not provably ours, or one just being made
+        if not (
+            stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and isinstance(owner, dict)
+        ):
+            continue
+        pid = str(owner.get("pid", ""))
+        if (
+            owner.get("host") == socket.gethostname()
+            and pid.isdigit()
+            and gone(int(pid), owner.get("started") or None)
+        ):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
 
 
 @dataclass

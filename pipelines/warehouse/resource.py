@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from pipelines.warehouse.connection import connect
+from pipelines.warehouse.connection import check_warehouse, connect, recognise
 
 
 class WarehouseResource(ConfigurableResource):
@@ -18,10 +18,19 @@ class WarehouseResource(ConfigurableResource):
 
     @contextmanager
     def write(self):
+        """A write connection to a file that is new or this project's warehouse (another
+        program's DuckDB file is refused before anything is written: connection.recognise)."""
         with connect(self.path, wait_seconds=self.lock_wait_seconds) as con:
+            recognise(con, self.path)
             yield con
 
     @contextmanager
     def read(self):
         with connect(self.path, read_only=True, wait_seconds=self.lock_wait_seconds) as con:
             yield con
+
+    def check(self, wait: bool = True) -> None:
+        """connection.check_warehouse: WarehouseError for a file this project cannot use.
+        While a writer holds the file it waits as a writer would (WarehouseBusy after
+        `lock_wait_seconds`), or with `wait` False returns: the run's writes check it."""
+        check_warehouse(self.path, self.lock_wait_seconds if wait else None)
