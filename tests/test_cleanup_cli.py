@@ -164,8 +164,8 @@ def test_enforce_refuses_another_programs_duckdb_file_before_any_api_call(cleanu
     with pytest.raises(EnforceError) as refused:
         enforce(path, defs=c.defs, instance=c.instance, echo=lambda _: None)
     assert str(refused.value).startswith(
-        f"{c.db} is not a braket-warehouse warehouse: its audit.cleanup_actions is not this "
-        "project's table (no column acted_at, run_id, policy, mode and 10 more; column note "
+        f"{c.db} is not a warehouse of this braket-warehouse version: its "
+        "audit.cleanup_actions does not have this version's columns (no column acted_at, run_id, policy, mode and 10 more; column note "
         "of its own); nothing was written to it"
     )
     assert c.em.stats() == stats and c.db.read_bytes() == before

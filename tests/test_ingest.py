@@ -716,7 +716,7 @@ def _files(tmp_path) -> dict[str, bytes]:
 BAD_WAREHOUSES = {
     "text file": "is not a DuckDB database file",
     "under a file": "notes.txt is not a directory",
-    "their raw.quantum_tasks": "is not a braket-warehouse warehouse: its raw.quantum_tasks",
+    "their raw.quantum_tasks": "its raw.quantum_tasks does not have this version's columns",
     "another database": "is not a braket-warehouse warehouse: it holds main.sales",
 }
 
@@ -767,7 +767,9 @@ def test_a_run_launched_by_the_daemon_or_ui_leaves_a_foreign_warehouse_as_it_was
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert f"{db} is not a braket-warehouse warehouse" in str(failure.event_specific_data.error)
+    assert f"{db} is not a warehouse of this braket-warehouse version" in str(
+        failure.event_specific_data.error
+    )
     assert emulator.stats() == stats
     assert _files(tmp_path / "files") == before
 

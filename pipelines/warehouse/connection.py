@@ -161,9 +161,13 @@ def recognise(con: duckdb.DuckDBPyConnection, path: str | Path) -> None:
         )
     for table in ours:
         if found[table] != own[table]:
+            # Another program's table, or one from a braket-warehouse version with other
+            # columns: the message says which columns, not which of the two it is.
             raise WarehouseError(
-                f"{refuse}: its {table} is not this project's table ({_difference(found[table], own[table])}); "
-                f"nothing was written to it; {_NEW_OR_OURS}"
+                f"{path} is not a warehouse of this braket-warehouse version: its {table} "
+                f"does not have this version's columns "
+                f"({_difference(found[table], own[table])}); nothing was written to it; "
+                f"{_NEW_OR_OURS}"
             )
 
 
