@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -17,15 +18,21 @@ def _date(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
-def _number(kind, low, high=None, what=""):
-    """An argparse type: `kind` in [low, high]."""
+def _number(kind, low, high=None, what="", *, out_of_range=None):
+    """An argparse type: a finite `kind` in [low, high]. Outside, the message is
+    "<text> is out of range: <what> is from <low> to <high>", or `out_of_range` with the
+    text in place of `{text}`."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if isinstance(value, float) and not math.isfinite(value):  # nan passes any bound
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if value < low or (high is not None and value > high):
+            if out_of_range is not None:
+                raise argparse.ArgumentTypeError(out_of_range.format(text=text))
             bound = f"from {low} to {high}" if high is not None else f"at least {low}"
             raise argparse.ArgumentTypeError(f"{text} is out of range: {what or 'it'} is {bound}")
         return value
@@ -33,11 +40,7 @@ def _number(kind, low, high=None, what=""):
     return parse
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction from 0 to 1")
-    return value
+_fraction = _number(float, 0, 1, out_of_range="{text} is not a fraction from 0 to 1")
 
 
 def emulator_config_from_args(args):
@@ -62,7 +65,12 @@ def emulator_config_from_args(args):
 
 
 def add_emulator_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic history")
+    parser.add_argument(
+        "--seed",
+        type=_number(int, 0, what="a seed"),
+        default=7,
+        help="seed of the synthetic history (at least 0)",
+    )
     parser.add_argument(
         "--tasks", type=_number(int, 0), default=20_000, help="tasks in the synthetic history"
     )
@@ -86,9 +94,9 @@ def add_emulator_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--latency-ms",
-        type=_number(float, 0.0),
+        type=_number(float, 0, 3_600_000, "the delay"),
         default=0.0,
-        help="delay added to every Braket request",
+        help="delay added to every Braket request (up to an hour)",
     )
     parser.add_argument(
         "--clock",

@@ -20,7 +20,7 @@ import duckdb
 from pipelines.cleanup.examples import SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE
 from pipelines.emulator.server import serve_in_thread
 from pipelines.emulator.service import Emulator, EmulatorConfig
-from pipelines.settings import PROJECT_ROOT
+from pipelines.settings import PROJECT_ROOT, dagster_instance
 from pipelines.warehouse.connection import connect
 
 DEMO_WAREHOUSE = PROJECT_ROOT / "data" / "demo.duckdb"
@@ -50,6 +50,8 @@ def run_demo(config: EmulatorConfig, warehouse: Path = DEMO_WAREHOUSE) -> int:
     if configured and Path(configured).resolve() != warehouse:
         print(f"BRAKET_WAREHOUSE_DB ({configured}) is left alone: the demo writes {warehouse}")
     _check_demo_warehouse(warehouse, config.account_id)
+    # Before the old demo file goes: a DAGSTER_HOME that is no instance ends the demo here.
+    instance = dagster_instance()
     # Start it afresh: each run's emulator is a new account history.
     for stale in (warehouse, Path(f"{warehouse}.wal")):
         stale.unlink(missing_ok=True)
@@ -73,12 +75,12 @@ def run_demo(config: EmulatorConfig, warehouse: Path = DEMO_WAREHOUSE) -> int:
     settings = load_settings()
     print(f"warehouse: {settings.warehouse_db}")
     try:
-        run_sync(first_day, datetime.now(UTC).date(), log_level="WARNING")
+        run_sync(first_day, datetime.now(UTC).date(), instance=instance, log_level="WARNING")
         _section_api_summary(server.url)
         with connect(settings.warehouse_db, read_only=True) as con:
             _section_ingest(con)
             _section_models(con)
-        _section_cleanup(emulator, settings)
+        _section_cleanup(emulator, settings, instance)
     finally:
         server.shutdown()
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s")
@@ -164,7 +166,7 @@ def _section_models(con) -> None:
         print(to_table(columns, [tuple(r.values()) for r in rows]), end="")
 
 
-def _section_cleanup(emulator: Emulator, settings) -> None:
+def _section_cleanup(emulator: Emulator, settings, instance) -> None:
     """A team queued Sandbox work two days ago and forgot it: plan, enforce, audit."""
     import tempfile
 
@@ -196,7 +198,7 @@ def _section_cleanup(emulator: Emulator, settings) -> None:
     print("\n== cleanup plan (live API, no side effects)")
     print(text)
     print("\n== cleanup enforce (job cancel_queued_tasks)")
-    result = enforce(f.name, echo=lambda line: print(line))
+    result = enforce(f.name, instance=instance, echo=lambda line: print(line))
     if result is not None:
         with connect(settings.warehouse_db, read_only=True) as con:
             rows = audit.read_run(con, result.run_id)

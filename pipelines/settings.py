@@ -111,9 +111,67 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME (default data/dagster_home) with the project's dagster.yaml in it."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "data" / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    """DAGSTER_HOME (default data/dagster_home) with the project's dagster.yaml in it; a
+    SettingsError naming DAGSTER_HOME when it cannot be Dagster's home directory."""
+    raw = os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "data" / "dagster_home"))
+    if not raw.strip():
+        raise SettingsError(
+            "bad configuration: DAGSTER_HOME is set but empty: unset it for the default "
+            f"({PROJECT_ROOT / 'data' / 'dagster_home'}) or name a directory"
+        )
+    home = Path(raw).expanduser()  # as Dagster reads it
+    if not home.is_absolute():
+        raise SettingsError(
+            f"bad configuration: DAGSTER_HOME: {raw!r} is not an absolute path "
+            "(Dagster needs one), e.g. $PWD/data/dagster_home"
+        )
+    if home.exists() and not home.is_dir():
+        raise SettingsError(
+            f"bad configuration: DAGSTER_HOME: {home} is a file, not a directory; "
+            "name a directory (it is created if missing)"
+        )
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not (home / "dagster.yaml").exists():
+            shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    except OSError as exc:
+        raise SettingsError(
+            f"bad configuration: DAGSTER_HOME: cannot create {exc.filename or home}: "
+            f"{exc.strerror or exc}"
+        ) from None
     return home
+
+
+def dagster_instance():
+    """The Dagster instance in DAGSTER_HOME (see ensure_dagster_home). A dagster.yaml that
+    Dagster cannot load is a one-line SettingsError naming DAGSTER_HOME, the file and, for
+    broken YAML, the line; not Dagster's traceback."""
+    import yaml
+    from dagster import DagsterInstance, DagsterInvalidConfigError
+    from dagster._check import CheckError
+
+    config = ensure_dagster_home() / "dagster.yaml"
+    where = f"bad configuration: DAGSTER_HOME: {config}"
+    try:
+        return DagsterInstance.get()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f":{mark.line + 1}: YAML syntax error, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "cannot parse"
+        if exc.problem and exc.context and exc.context_mark:
+            problem += f" ({exc.context} started at line {exc.context_mark.line + 1})"
+        raise SettingsError(f"{where}{at}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{where}: not valid YAML: {exc}") from None
+    except DagsterInvalidConfigError as exc:
+        # Dagster's messages end with the whole expected schema: keep what is wrong.
+        errors = "; ".join(e.message.split(" Expected: ")[0] for e in exc.errors)
+        raise SettingsError(
+            f"{where}: not a Dagster instance config: {errors or str(exc).splitlines()[0]}"
+        ) from None
+    except CheckError as exc:  # a value of the wrong type, e.g. a pool limit that is text
+        raise SettingsError(
+            f"{where}: not a Dagster instance config: {str(exc).splitlines()[0]}"
+        ) from None
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read: {exc.strerror or exc}") from None

@@ -21,7 +21,7 @@ from pipelines.ingest.partitions import task_days
 from pipelines.ingest.schedules import held_by_warehouse, incremental_range_tags
 from pipelines.ingest.workers import start_workers
 from pipelines.orphaned_runs import end_orphaned_runs
-from pipelines.settings import ensure_dagster_home
+from pipelines.settings import dagster_instance
 from pipelines.warehouse.connection import WarehouseError
 
 
@@ -82,8 +82,7 @@ def run_sync(
         except WarehouseError as exc:
             raise SyncError(str(exc)) from None
     if instance is None:
-        ensure_dagster_home()
-        instance = DagsterInstance.get()
+        instance = dagster_instance()  # SettingsError: DAGSTER_HOME is no instance
     for run_id in end_orphaned_runs(instance):
         echo(f"  run {run_id} was still STARTED, its process gone: marked failed, slot freed")
     tags = range_tags(start, end, instance, defs)

@@ -111,6 +111,120 @@ def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path):
     assert str(problem).startswith(f"{path}: cannot read: not UTF-8 text")
 
 
+def _alias_bomb(levels: int = 9, width: int = 10) -> str:
+    """A policy whose match holds a "billion laughs": each anchor a list of `width` aliases
+    of the one before, `width ** levels` values once expanded (10**9 here) in a few lines.
+    Walked value by value, as the duplicate-key check did, it takes many minutes."""
+    lines = [
+        "policies:",
+        "  - name: laughs",
+        "    description: x",
+        "    action: cancel",
+        "    match:",
+        "      bucket: b",
+        f"      l0: &l0 [{', '.join(['lol'] * width)}]",
+    ]
+    for i in range(1, levels):
+        lines.append(f"      l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_naming_the_file_and_line(tmp_path):
+    """The duplicate-key check walked every aliased list again (minutes for this file, and the
+    cleanup sensor loads it every tick); now each node is walked once, and a document that
+    expands past MAX_VALUES values is refused before anything else walks it."""
+    path = tmp_path / "laughs.yaml"
+    path.write_text(_alias_bomb())
+    (problem,) = check_file(path).problems
+    # l4 is the first anchor past 100,000 values (10**5 strings and its lists).
+    assert str(problem) == (
+        f"{path}:11: refused: its aliases (`*name`) expand the document past 100,000 values "
+        "(a YAML alias bomb?); write the values out or nest fewer aliases"
+    )
+    with pytest.raises(PolicyError, match="alias bomb"):
+        load_policies(path)
+
+
+def test_aliases_within_the_limit_are_read_as_written():
+    """Shared anchors are walked once, and a duplicate key inside one is reported once."""
+    text = _alias_bomb(levels=3, width=4).replace("l0: &l0 [", "l0: &l0 [{k: 1, k: 2}, ")
+    assert problems(text) == [
+        "p.yaml:7: policy 'laughs': field match.l0[0].k: duplicate key 'k' (first at line 7)"
+    ]
+    text = _alias_bomb(levels=3, width=4)
+    assert [p.field for p in check_text(text).problems] == ["match.l0", "match.l1", "match.l2"]
+
+
+def test_a_tagged_merge_cannot_double_at_every_level():
+    """PyYAML's own merge (still used under `!!set`) copies `<<: [*a, *a]` twice per level:
+    these 22 lines made 4 million entries (seconds, half a GB); a few more, all memory."""
+    lines = ["x0: &x0 !!set {a: null, b: null}"]
+    lines += [f"x{i}: &x{i} !!set {{<<: [*x{i - 1}, *x{i - 1}]}}" for i in range(1, 22)]
+    (message, *_) = problems("\n".join(lines) + "\n")
+    assert message.startswith("p.yaml:2: YAML error, column 16: could not determine a construc")
+
+
+def test_merge_keys_merge_and_explicit_keys_win():
+    """`<<: *defaults` then `name:` is YAML's merge, not a duplicate `name`."""
+    text = GOOD + (
+        "  - <<: *base\n"
+        "    name: second\n"
+        "    mode: enforce\n"
+        "    match: {<<: *m, prefix: Sandbox}\n"
+        "  - <<: [{description: first listed wins, limits: *lim}, *base]\n"
+        "    name: third\n"
+    )
+    text = text.replace("  - name: ok-policy", "  - &base\n    name: ok-policy")
+    text = text.replace("match: {bucket", "match: &m {bucket")
+    text = text.replace(
+        "action: cancel\n", "action: cancel\n    limits: &lim {max_cancellations: 5}\n", 1
+    )
+    check = check_text(text)
+    assert check.ok, check.problems
+    first, second, third = check.policies
+    assert (first.name, first.mode, first.limits.max_cancellations) == ("ok-policy", "dry-run", 5)
+    assert (second.name, second.mode, second.description) == ("second", "enforce", "fine")
+    assert (second.match.bucket, second.match.prefix) == ("amazon-braket-qml", "Sandbox")
+    assert first.match.prefix is None, "the anchor itself is unchanged"
+    assert (third.name, third.description) == ("third", "first listed wins")
+    assert (third.limits.max_cancellations, third.match.bucket) == (5, "amazon-braket-qml")
+
+
+def test_a_bad_merged_value_is_reported_where_it_is_written():
+    text = GOOD.replace("  - name: ok-policy", "  - &base\n    name: ok-policy")
+    text = text.replace("action: cancel", "action: delete")
+    text += "  - <<: *base\n    name: second\n"
+    assert [p for p in problems(text) if "second" in p] == [
+        "p.yaml:6: policy 'second': field action: Input should be 'cancel' (got 'delete')"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("  - <<: cancel\n", "p.yaml:3: YAML error, column 9: `<<` (a merge key) takes a "),
+        ("  - <<: [{name: a}, 3]\n", "p.yaml:3: YAML error, column 21: `<<` (a merge key) "),
+        (
+            "  - <<: {name: a}\n    <<: {name: b}\n",
+            "p.yaml:4: policy 'a': field <<: duplicate key '<<' (first at line 3)",
+        ),
+        (
+            "  - <<: {name: a, name: b}\n",
+            "p.yaml:3: policy 'a': field name: duplicate key 'name' (first at line 3)",
+        ),
+    ],
+)
+def test_a_bad_merge_is_an_error_with_its_line(text, says):
+    (message,) = problems("policies:\n" + text.replace("  - ", "  - description: x\n    ", 1))
+    assert message.startswith(says)
+
+
+def test_yaml_nested_too_deeply_is_a_problem_not_a_crash():
+    assert problems("policies: " + "[" * 2000 + "]" * 2000) == [
+        "p.yaml: YAML nested too deeply (lists or mappings in hundreds of levels)"
+    ]
+
+
 @pytest.mark.parametrize("value", ["24 hours", "3600", "1y", "-2d", "h", "''"])
 def test_a_bad_min_age(value):
     (message,) = problems(SANDBOX_EXAMPLE.replace("min_age: 24h", f"min_age: {value}"))
@@ -330,3 +444,13 @@ def test_the_docs_reference_is_generated_from_the_schema():
     text = reference.DOC.read_text()
     for example in (SANDBOX_EXAMPLE, SHOT_CAP_EXAMPLE):
         assert example in text  # the documented examples are the ones tested
+
+
+def test_every_policy_file_in_the_docs_is_valid():
+    """The anchors-and-merge-keys example included."""
+    blocks = reference.DOC.read_text().split("```yaml\n")[1:]
+    files = [block.split("```", 1)[0] for block in blocks]
+    assert len(files) >= 3 and any("<<: *" in f for f in files)
+    for text in files:
+        check = check_text(text)
+        assert check.ok and check.policies, (text, check.problems)

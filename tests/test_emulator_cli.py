@@ -113,10 +113,18 @@ def test_serve_options_reach_the_emulator_and_sigint_stops_it():
         ("--port", "70000", "argument --port: 70000 is out of range: a port is from 0 to 65535"),
         ("--latency-ms", "-1", "argument --latency-ms: -1 is out of range"),
         ("--days", "ten", "argument --days: 'ten' is not a number"),
+        ("--seed", "-1", "argument --seed: -1 is out of range: a seed is at least 0"),
+        ("--latency-ms", "nan", "argument --latency-ms: 'nan' is not a finite number"),
+        ("--latency-ms", "inf", "argument --latency-ms: 'inf' is not a finite number"),
+        ("--latency-ms", "1e300", "argument --latency-ms: 1e300 is out of range: the delay is"),
+        ("--retention-days", "inf", "argument --retention-days: 'inf' is not a finite number"),
+        ("--fault-rate", "nan", "argument --fault-rate: 'nan' is not a finite number"),
+        ("--fault-rate", "half", "argument --fault-rate: 'half' is not a number"),
     ],
 )
 def test_bad_option_is_a_usage_error_naming_it(option, value, says):
-    """Not numpy's traceback from deep in the history generator."""
+    """Not numpy's traceback from deep in the history generator (--seed -1), nor a value
+    that passes every range check (nan) or overflows later (inf, 1e300 ms of sleep)."""
     result = subprocess.run(
         [str(CLI), "emulator", "serve", option, value],
         capture_output=True,

@@ -89,6 +89,110 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path, variable, v
     assert "Traceback" not in proc.stderr
 
 
+def _bad_home(tmp_path: Path, case: str) -> tuple[str, str]:
+    """(DAGSTER_HOME, the SettingsError's message) for one kind of bad DAGSTER_HOME."""
+    if case == "a file":
+        (tmp_path / "home").write_text("not a directory\n")
+        home = str(tmp_path / "home")
+        return home, f"DAGSTER_HOME: {home} is a file, not a directory; name a directory"
+    if case == "under a file":
+        (tmp_path / "file").write_text("")
+        home = str(tmp_path / "file" / "home")
+        return home, f"DAGSTER_HOME: cannot create {home}: Not a directory"
+    if case == "empty":
+        return "", "DAGSTER_HOME is set but empty: unset it for the default ("
+    if case == "relative":
+        return "data/home", "DAGSTER_HOME: 'data/home' is not an absolute path (Dagster needs one)"
+    (tmp_path / "home").mkdir()
+    config = tmp_path / "home" / "dagster.yaml"
+    if case == "broken YAML":
+        config.write_text("telemetry:\n  enabled: [false\n")
+        return str(config.parent), (
+            f"DAGSTER_HOME: {config}:3: YAML syntax error, column 1: expected ',' or ']', but "
+            "got '<stream end>' (while parsing a flow sequence started at line 2)"
+        )
+    assert case == "not an instance config"
+    config.write_text("telemetry:\n  enabled: false\nschedules: every hour\n")
+    return str(config.parent), (
+        f"DAGSTER_HOME: {config}: not a Dagster instance config: Value at path "
+        "root:schedules must be dict."
+    )
+
+
+HOME_CASES = [
+    "a file",
+    "under a file",
+    "empty",
+    "relative",
+    "broken YAML",
+    "not an instance config",
+]
+
+
+@pytest.mark.parametrize("case", HOME_CASES)
+def test_a_bad_dagster_home_is_a_settings_error_naming_it(tmp_path, monkeypatch, case):
+    """FileExistsError, Dagster's DAGSTER_HOME-is-not-set essay, or a yaml traceback before."""
+    from pipelines.settings import dagster_instance
+
+    home, says = _bad_home(tmp_path, case)
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.setenv("DAGSTER_HOME", home)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError) as caught:
+        dagster_instance()
+    assert str(caught.value).startswith(f"bad configuration: {says}")
+    assert "\n" not in str(caught.value)
+    # An empty DAGSTER_HOME copied dagster.yaml into the working directory.
+    assert sorted(tmp_path.rglob("*")) == before, "nothing is created"
+
+
+def test_a_dagster_home_with_a_tilde_is_the_one_dagster_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_HOME", "~/dagster_home")
+    from pipelines.settings import ensure_dagster_home
+
+    assert ensure_dagster_home() == tmp_path / "dagster_home"
+    assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "case"),
+    [
+        (["sync", "--skip-models"], "a file"),
+        (["sync", "--skip-models"], "broken YAML"),
+        (["policy", "enforce", "--dry-run"], "empty"),
+        (["demo", "--tasks", "10"], "broken YAML"),
+    ],
+)
+def test_the_cli_reports_a_bad_dagster_home_in_one_line(tmp_path, unused_port, command, case):
+    """Before the demo deletes its old file, before enforce asks Braket anything."""
+    import duckdb
+
+    home, says = _bad_home(tmp_path, case)
+    cli = Path(sys.executable).parent / "braket-warehouse"
+    demo_file = tmp_path / "demo.duckdb"  # an earlier demo's (no tasks): the demo may replace it
+    with duckdb.connect(str(demo_file)) as con:
+        con.execute("CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (account_id VARCHAR)")
+    proc = subprocess.run(
+        [str(cli), *command, *(["--warehouse", str(demo_file)] if command[0] == "demo" else [])],
+        env={
+            "DAGSTER_HOME": home,
+            "BRAKET_ENDPOINT_URL": f"http://127.0.0.1:{unused_port}",
+            "BRAKET_WAREHOUSE_DB": str(tmp_path / "w.duckdb"),
+            "PATH": "/usr/bin:/bin",
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"braket-warehouse: bad configuration: {says}")
+    assert not (tmp_path / "w.duckdb").exists()
+    assert demo_file.exists(), "the demo's old warehouse is still there"
+
+
 def test_a_warehouse_path_that_cannot_be_a_duckdb_file_is_refused_at_start(
     tmp_path, emulator, capsys, monkeypatch
 ):

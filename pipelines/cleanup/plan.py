@@ -198,14 +198,12 @@ def enforce(
     """Plan, then execute job cancel_queued_tasks in process. Returns the execution result,
     or None when no policy selected anything (then no run is made). Raises EnforceError when
     the run fails, PolicyError for an invalid file."""
-    from dagster import DagsterInstance
-
     from pipelines.cleanup import audit
     from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
     from pipelines.cleanup.sensors import policies_in_flight
     from pipelines.console import console_config
     from pipelines.orphaned_runs import end_orphaned_runs
-    from pipelines.settings import ensure_dagster_home
+    from pipelines.settings import dagster_instance
     from pipelines.warehouse.connection import WarehouseError
 
     if defs is None:
@@ -215,10 +213,9 @@ def enforce(
         defs.resources["warehouse"].check(wait=False)
     except WarehouseError as exc:
         raise EnforceError(str(exc)) from None
+    if instance is None:  # before any API call: a bad DAGSTER_HOME ends it here
+        instance = dagster_instance()
     plans = plan_policies(policies, defs.resources["braket"].api)
-    if instance is None:
-        ensure_dagster_home()
-        instance = DagsterInstance.get()
     for run_id in end_orphaned_runs(instance):  # a killed sync's slot would block this run
         echo(f"run {run_id} was still STARTED, its process gone: marked failed, slot freed")
     # As the sensor does: runs of one policy never overlap (the first may still be cancelling).

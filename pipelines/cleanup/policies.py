@@ -1,7 +1,9 @@
 """Cleanup policies: the schema and the staged loading of a policy file.
 
 Stages, as Cloud Custodian does them, each error naming file, line, policy and field:
-1. YAML: syntax errors with their line; duplicate keys are errors (PyYAML keeps the last).
+1. YAML: syntax errors with their line; duplicate keys are errors (PyYAML keeps the last);
+   merge keys (`<<: *defaults`) merge as YAML says (explicit keys win); a document whose
+   aliases expand it past MAX_VALUES values (an alias bomb) is refused.
 2. Structure: a mapping with one key, `policies`, holding a list of mappings.
 3. Schema: each policy against the pydantic models below; unknown keys are errors.
 4. Meaning: names are unique; checks across fields (ranges, a match that narrows) live in
@@ -422,13 +424,23 @@ SECTIONS: dict[str, type[BaseModel]] = {
 
 # -- stage 1: YAML with lines and duplicate keys -------------------------------------------
 
+# Values a document may hold once its aliases are expanded. A policy is a few dozen values; a
+# "billion laughs" file (anchors of lists of aliases of lists ...) is a few lines that expand
+# to billions, which validation (and every later walk) would go through one by one.
+MAX_VALUES = 100_000
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+
 
 class _Map(dict):
-    """A YAML mapping that remembers the line of each key (1-based) and its duplicates."""
+    """A YAML mapping that remembers the line of each key (1-based), its duplicates and the
+    mappings merged into it (`<<`)."""
 
     line: int = 0
     lines: dict
     duplicates: list
+    merged: list
 
 
 class _Seq(list):
@@ -437,16 +449,46 @@ class _Seq(list):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Off: PyYAML's merge copies each merged mapping's entries into the merging node, so
+        `<<: [*a, *a]` nested a few dozen times (under a tag like `!!set` that still uses it)
+        doubles the entries at every level. `_construct_map` merges instead; elsewhere a
+        `<<` is left a key that no constructor knows, an error with its line."""
+
+
+def _merge_sources(loader: _Loader, value_node: yaml.Node) -> list:
+    """The mappings `<<` merges: one mapping, or a list of them (the first listed wins)."""
+    nodes = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+    for source in nodes:
+        if not isinstance(source, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "`<<` (a merge key) takes a mapping or a list of mappings, like `<<: *defaults`",
+                source.start_mark,
+            )
+    return [loader.construct_object(source, deep=True) for source in nodes]
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
+    """Keys written in the mapping first; then the keys of the mappings merged with `<<` that
+    it does not write itself (as YAML's merge key says: explicit keys override merged ones).
+    Each merged mapping is built once, already merged, so nested merges never multiply."""
     out = _Map()
-    out.line, out.lines, out.duplicates = node.start_mark.line + 1, {}, []
+    out.line, out.lines, out.duplicates, out.merged = node.start_mark.line + 1, {}, [], []
+    merge_line = None
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if key_node.tag == _MERGE_TAG:
+            if merge_line is not None:
+                out.duplicates.append(("<<", line, merge_line))
+                continue
+            merge_line = line
+            out.merged = _merge_sources(loader, value_node)
+            continue
+        if key_node.tag == _VALUE_TAG:  # a plain `=` key: text, as PyYAML's flatten does
+            key_node.tag = "tag:yaml.org,2002:str"
+        key = loader.construct_object(key_node, deep=True)
         try:
             hash(key)
         except TypeError:
@@ -458,6 +500,11 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
             continue
         out[key] = loader.construct_object(value_node, deep=True)
         out.lines[key] = line
+    for source in out.merged:
+        for key, value in source.items():
+            if key not in out:
+                out[key] = value
+                out.lines[key] = source.lines[key]  # where the value is written
     return out
 
 
@@ -545,16 +592,66 @@ def _line_at(node: Any, loc: tuple, default: int) -> int:
     return line
 
 
-def _duplicates(node: Any, loc: tuple = ()) -> list[tuple[tuple, Any, int, int]]:
-    """(loc of the mapping, key, line, first line) for every duplicate key under `node`."""
+_CONTAINERS = dict | list | tuple  # tuples: the pairs of `!!omap` and `!!pairs`
+
+
+def _children(node: Any) -> list[tuple[Any, Any]]:
+    """(key or index, value) of a mapping, list or tuple; nothing for a scalar."""
+    if isinstance(node, dict):
+        return list(node.items())
+    if isinstance(node, list | tuple):
+        return list(enumerate(node))
+    return []
+
+
+def _expanded_sizes(root: Any, cap: int) -> dict[int, int]:
+    """id -> how many values each mapping and list under `root` holds with its aliases
+    expanded (itself included; capped at `cap`). Each one is visited once: an alias is the
+    same Python object as its anchor, so a shared one's size is counted, not walked again."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in sizes or not isinstance(node, _CONTAINERS):
+            continue
+        children = [value for _, value in _children(node)]
+        if ready:
+            total = 1 + sum(sizes.get(id(child), 1) for child in children)
+            sizes[id(node)] = min(total, cap)
+        else:
+            stack.append((node, True))
+            stack += [(child, False) for child in children if isinstance(child, _CONTAINERS)]
+    return sizes
+
+
+def _widest_line(data: Any, sizes: dict[int, int], limit: int) -> int | None:
+    """The line of the deepest entry that alone expands past `limit`: where the bomb is."""
+    node, line = data, getattr(data, "line", None)
+    while True:
+        for key, child in _children(node):
+            if sizes.get(id(child), 1) > limit:
+                line = node.lines[key] if isinstance(node, _Map | _Seq) else line
+                node = child
+                break
+        else:
+            return line
+
+
+def _duplicates(root: Any) -> list[tuple[tuple, Any, int, int]]:
+    """(loc of the mapping, key, line, first line) for every duplicate key under `root`,
+    each mapping visited once (at its first loc), the mappings merged into it included."""
     found = []
-    if isinstance(node, _Map):
-        found += [(loc, key, line, first) for key, line, first in node.duplicates]
-        for key, value in node.items():
-            found += _duplicates(value, (*loc, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _duplicates(value, (*loc, i))
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if not isinstance(node, _CONTAINERS) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, _Map):
+            found += [(loc, key, line, first) for key, line, first in node.duplicates]
+            stack += [(source, loc) for source in reversed(node.merged)]
+        stack += [(value, (*loc, key)) for key, value in reversed(_children(node))]
     return found
 
 
@@ -571,7 +668,8 @@ def _message(error: dict, loc: tuple) -> str:
         if message.startswith(prefix):
             return message[len(prefix) :]
     if "input" in error and kind not in ("model_type", "dict_type", "list_type"):
-        return f"{message} (got {error['input']!r})"
+        got = repr(error["input"])
+        return f"{message} (got {got if len(got) <= 200 else got[:200] + ' ...'})"
     return message
 
 
@@ -590,10 +688,35 @@ def check_text(text: str, file: str = "<policies>") -> PolicyCheck:
         problem = exc.problem or exc.context or "cannot parse"
         if exc.problem and exc.context and exc.context_mark:
             problem += f" ({exc.context} started at line {exc.context_mark.line + 1})"
-        check.problems.append(PolicyProblem(file, line, f"YAML syntax error{column}: {problem}"))
+        # A constructor's error (a merge key on a scalar, an unknown tag) is no syntax error.
+        kind = (
+            "YAML error"
+            if isinstance(exc, yaml.constructor.ConstructorError)
+            else "YAML syntax error"
+        )
+        check.problems.append(PolicyProblem(file, line, f"{kind}{column}: {problem}"))
         return check
     except yaml.YAMLError as exc:
         check.problems.append(PolicyProblem(file, None, f"YAML error: {exc}"))
+        return check
+    except RecursionError:
+        check.problems.append(
+            PolicyProblem(
+                file, None, "YAML nested too deeply (lists or mappings in hundreds of levels)"
+            )
+        )
+        return check
+
+    sizes = _expanded_sizes(data, MAX_VALUES + 1)
+    if sizes.get(id(data), 1) > MAX_VALUES:
+        check.problems.append(
+            PolicyProblem(
+                file,
+                _widest_line(data, sizes, MAX_VALUES),
+                f"refused: its aliases (`*name`) expand the document past {MAX_VALUES:,} values "
+                "(a YAML alias bomb?); write the values out or nest fewer aliases",
+            )
+        )
         return check
 
     for loc, key, line, first in _duplicates(data):
