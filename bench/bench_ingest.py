@@ -76,8 +76,7 @@ def _sync_env(url: str, db: Path, days: int, extra_env: dict | None) -> dict:
         [
             sys.executable,
             "-c",
-            "from pipelines.settings import ensure_dagster_home as e; e(); "
-            "from dagster import DagsterInstance; DagsterInstance.get().get_runs(limit=1)",
+            "from pipelines.settings import dagster_instance; dagster_instance().get_runs(limit=1)",
         ],
         env=env,
         check=True,

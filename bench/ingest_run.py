@@ -17,14 +17,11 @@ from datetime import date
 
 
 def main(start: str, end: str) -> None:
-    from dagster import DagsterInstance
-
     from pipelines.definitions import defs
-    from pipelines.settings import ensure_dagster_home
+    from pipelines.settings import dagster_instance
     from pipelines.sync import run_sync
 
-    ensure_dagster_home()
-    instance = DagsterInstance.get()
+    instance = dagster_instance()
     instance.get_runs(limit=1)  # storage opened before the clock starts
     began = time.perf_counter()
     result = run_sync(

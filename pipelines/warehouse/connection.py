@@ -26,8 +26,6 @@ import duckdb
 
 log = logging.getLogger(__name__)
 
-SCHEMAS = ("raw", "staging", "marts", "audit")
-
 
 class WarehouseBusy(RuntimeError):
     """Another process held the warehouse for longer than we were willing to wait."""
