@@ -18,11 +18,11 @@ from dagster._core.storage.tags import (
 from pipelines.braket.client import failure_hint
 from pipelines.console import console_config
 from pipelines.ingest.partitions import task_days
-from pipelines.ingest.schedules import held_by_warehouse, incremental_range_tags
+from pipelines.ingest.schedules import UNKNOWN, held_by_warehouse, incremental_range_tags
 from pipelines.ingest.workers import start_workers
 from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import dagster_instance
-from pipelines.warehouse.connection import WarehouseError
+from pipelines.warehouse.connection import WarehouseBusy, WarehouseError
 
 
 class SyncError(RuntimeError):
@@ -30,19 +30,30 @@ class SyncError(RuntimeError):
 
 
 def range_tags(
-    start: date | None, end: date | None, instance: DagsterInstance | None = None, defs=None
+    start: date | None,
+    end: date | None,
+    instance: DagsterInstance | None = None,
+    defs=None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Tags for a single run over [start, end]; no dates means the incremental range (of the
     warehouse and regions in `defs`' resources)."""
     if start is None and end is None:
         resources = (defs.resources or {}) if defs is not None else {}
-        braket = resources.get("braket")
-        return incremental_range_tags(
-            datetime.now(UTC),
-            instance,
-            resources.get("warehouse"),
-            getattr(braket, "regions", None),
-        )
+        braket, warehouse = resources.get("braket"), resources.get("warehouse")
+        wait = getattr(warehouse, "lock_wait_seconds", 5)
+        try:
+            # Waits as the run's own writes would: a guess at the range could leave days out.
+            return incremental_range_tags(
+                datetime.now(UTC),
+                instance,
+                warehouse,
+                getattr(braket, "regions", None),
+                wait_seconds=wait,
+                on_wait=on_wait,
+            )
+        except WarehouseBusy as exc:
+            raise SyncError(f"the incremental range could not be read: {exc}") from None
     first_partition = task_days.start.date()
     today = datetime.now(UTC).date()
     start = start or first_partition
@@ -85,7 +96,7 @@ def run_sync(
         instance = dagster_instance()  # SettingsError: DAGSTER_HOME is no instance
     for run_id in end_orphaned_runs(instance):
         echo(f"  run {run_id} was still STARTED, its process gone: marked failed, slot freed")
-    tags = range_tags(start, end, instance, defs)
+    tags = range_tags(start, end, instance, defs, on_wait=lambda message: echo(f"  {message}"))
     job = defs.resolve_job_def("sync")
     selection = None if with_models else [AssetKey("quantum_tasks")]
     echo(
@@ -94,7 +105,11 @@ def run_sync(
     )
     if start is None and end is None and warehouse is not None:
         # A hint only: a writer holding the file must not add a second wait to the range's.
-        if held_by_warehouse(warehouse, None, date.max, wait_seconds=0) is None:
+        try:
+            held = held_by_warehouse(warehouse, None, date.max, wait_seconds=0)
+        except WarehouseBusy:
+            held = UNKNOWN
+        if held is None:
             echo(
                 f"  {warehouse.path} holds no synced day yet: the incremental run covers the "
                 f"latest days only; backfill history with `braket-warehouse sync --start "

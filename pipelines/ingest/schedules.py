@@ -1,5 +1,5 @@
-"""The hourly incremental sync: the latest two days (lookback 1), or every day since the last
-one the warehouse holds in full when syncs stopped for longer, plus the open-task refresh."""
+"""The hourly incremental sync: the latest two days (lookback 1), or every day since the
+warehouse's first missing day when syncs stopped for longer, plus the open-task refresh."""
 
 import os
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +15,7 @@ from dagster import (
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
+    SkipReason,
     define_asset_job,
     schedule,
 )
@@ -29,7 +30,7 @@ from pipelines.ingest.partitions import task_days
 from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import SettingsError
 from pipelines.warehouse.connection import WarehouseBusy, connect
-from pipelines.warehouse.raw_tasks import latest_synced_day
+from pipelines.warehouse.raw_tasks import held_through
 from pipelines.warehouse.resource import WarehouseResource
 
 LOOKBACK_DAYS = 1
@@ -66,18 +67,23 @@ def incremental_range_tags(
     instance: DagsterInstance | None = None,
     warehouse: WarehouseResource | None = None,
     regions: list[str] | None = None,
+    wait_seconds: float = 5,
+    on_wait=None,
 ) -> dict[str, str]:
     """Partition-range tags for the incremental run at `now`: yesterday..today (UTC), or from
-    the last day the warehouse holds in full when syncs stopped for longer (the daemon was
-    down, a weekly cron): the days in between are pulled before the API's retention forgets
-    them. The warehouse's raw.synced_days says which days it holds; the Dagster instance is
-    asked only when the file cannot say (a writer holds it, or it predates that table), as
-    the instance may have recorded runs into another file (the demo's, one since deleted).
-    A warehouse that holds no day starts at yesterday (history is a backfill); one whose
-    latest day is an old backfill catches up from there, in one run."""
+    the day through which the warehouse holds every day (raw_tasks.held_through) when syncs
+    stopped for longer (the daemon was down, a weekly cron): the days in between are pulled
+    before the API's retention forgets them. The file says which days it holds; the Dagster
+    instance is asked only when the file cannot say (written before raw.synced_days), as the
+    instance may have recorded runs into another file (the demo's, one since deleted). A
+    file held by a writer is waited for (`wait_seconds`, then WarehouseBusy): the instance
+    would be a guess, and a wrong guess leaves days out for good. A warehouse that holds no
+    day starts at yesterday (history is a backfill)."""
     last = now.astimezone(UTC).date()
     first = last - timedelta(days=LOOKBACK_DAYS)
-    held = held_by_warehouse(warehouse, regions, before=last) if warehouse else UNKNOWN
+    held = (
+        held_by_warehouse(warehouse, regions, last, wait_seconds, on_wait) if warehouse else UNKNOWN
+    )
     if held is UNKNOWN and instance is not None:
         done = instance.get_materialized_partitions(AssetKey("quantum_tasks"))
         # Before today: a lone materialization of today must not hide the gap before it.
@@ -97,24 +103,31 @@ UNKNOWN = object()  # the warehouse cannot say which days it holds
 
 
 def held_by_warehouse(
-    warehouse: WarehouseResource, regions: list[str] | None, before: date, wait_seconds: float = 5
+    warehouse: WarehouseResource,
+    regions: list[str] | None,
+    before: date,
+    wait_seconds: float = 5,
+    on_wait=None,
 ):
-    """raw_tasks.latest_synced_day of the warehouse file; None when there is no file yet or it
-    holds no task; UNKNOWN when it cannot say: held by a writer, unreadable, or written
-    before raw.synced_days (tasks, but no synced day: the table is created by the first
-    run after an upgrade, before its pull, which may fail)."""
+    """raw_tasks.held_through of the warehouse file; None when there is no file yet or it
+    holds no task; UNKNOWN when it cannot say: unreadable, or written before raw.synced_days
+    (tasks, but no synced day: the table is created by the first run after an upgrade,
+    before its pull, which may fail). WarehouseBusy when a writer holds it longer than
+    `wait_seconds`."""
     if not Path(warehouse.path).exists():
         return None
     try:
-        with connect(warehouse.path, read_only=True, wait_seconds=wait_seconds) as con:
-            held = latest_synced_day(con, list(regions or REGIONS), before)
+        with connect(
+            warehouse.path, read_only=True, wait_seconds=wait_seconds, on_wait=on_wait
+        ) as con:
+            held = held_through(con, list(regions or REGIONS), before)
             if held is None:
                 (has_tasks,) = con.execute(
                     "SELECT EXISTS (SELECT 1 FROM raw.quantum_tasks)"
                 ).fetchone()
                 return UNKNOWN if has_tasks else None
             return held
-    except (WarehouseBusy, duckdb.Error):
+    except duckdb.Error:
         return UNKNOWN
 
 
@@ -127,8 +140,11 @@ def held_by_warehouse(
 )
 def hourly_sync(
     context: ScheduleEvaluationContext, braket: BraketResource, warehouse: WarehouseResource
-) -> RunRequest:
+) -> RunRequest | SkipReason:
     end_orphaned_runs(context.instance)  # a killed CLI sync's slot would block this run
     now = context.scheduled_execution_time or datetime.now(UTC)
-    tags = incremental_range_tags(now, context.instance, warehouse, braket.regions)
+    try:
+        tags = incremental_range_tags(now, context.instance, warehouse, braket.regions)
+    except WarehouseBusy as exc:  # a tick cannot wait long; the next one reads the range
+        return SkipReason(f"the warehouse's synced days could not be read: {exc}")
     return RunRequest(run_key=f"sync-{now.isoformat()}", tags=tags)

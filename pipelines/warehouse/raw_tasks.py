@@ -398,7 +398,7 @@ def _two_readers_in_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def _record_synced_days(con, seen_at) -> None:
     """raw.synced_days gets the (region, day) windows this pull walked completely (the
     `complete_days` of _mark_missing): which days this file holds is a fact about the file,
-    which an incremental run's catch-up reads (latest_synced_day), not the Dagster instance,
+    which an incremental run's catch-up reads (held_through), not the Dagster instance,
     which may have recorded runs into another file (the demo's, a deleted one)."""
     con.execute(
         """
@@ -423,20 +423,30 @@ def _record_synced_days(con, seen_at) -> None:
     )
 
 
-def latest_synced_day(con, regions: list[str], before: date) -> date | None:
-    """The earliest, over `regions`, of the last day before `before` each holds in full: an
-    incremental run catches up from there. None when none of them has one. A region without
-    any synced day (added to the configuration later) needs a backfill, as a new warehouse
-    does; it does not hold back the others' catch-up."""
-    (latest,) = con.execute(
+def held_through(con, regions: list[str], before: date) -> date | None:
+    """The day through which the warehouse holds `regions` in full: the earliest, over them,
+    of the last day before `before` of each region's first unbroken run of synced days. An
+    incremental run catches up from there, so a gap (syncs stopped, then a later day was
+    backfilled alone) is pulled, not hidden behind the later day. None when none of them has
+    a synced day. A region without any (added to the configuration later) needs a backfill,
+    as a new warehouse does; it does not hold back the others' catch-up."""
+    (held,) = con.execute(
         """
-        SELECT min(latest) FROM (
-            SELECT max(created_date) AS latest FROM raw.synced_days
-            WHERE created_date < ? AND region IN (SELECT unnest(?)) GROUP BY region)
+        WITH days AS (
+            SELECT DISTINCT region, created_date FROM raw.synced_days
+            WHERE created_date < ? AND region IN (SELECT unnest(?))),
+        runs AS (  -- one `run` value per unbroken stretch of days, rising with each gap
+            SELECT region, created_date,
+                   created_date - CAST(row_number() OVER w AS INTEGER) AS run
+            FROM days WINDOW w AS (PARTITION BY region ORDER BY created_date))
+        SELECT min(held) FROM (
+            SELECT region, max(created_date) AS held FROM runs
+            WHERE run = (SELECT min(run) FROM runs r WHERE r.region = runs.region)
+            GROUP BY region)
         """,
         [before, regions],
     ).fetchone()
-    return latest
+    return held
 
 
 NOT_FOUND_ON_REFRESH = "not_found_on_refresh"
