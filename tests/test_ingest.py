@@ -192,6 +192,31 @@ def test_an_incremental_run_after_missed_syncs_pulls_the_days_in_between(pipelin
     assert_matches_truth(pipeline, emulator)
 
 
+def test_a_run_ending_today_warns_of_days_the_warehouse_skipped(pipeline, emulator):
+    """A hand-picked --start (or a range guessed elsewhere) past a gap: the run says which
+    days the warehouse lacks and how to pull them, instead of leaving them out unsaid."""
+    from datetime import timedelta
+
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    pipeline.sync(first, first + timedelta(days=1), with_models=False)
+    result = pipeline.sync(last - timedelta(days=1), with_models=False)  # to today
+    warnings = [
+        e.user_message
+        for e in pipeline.instance.all_logs(result.run_id)
+        if "holds no sync of days" in (e.user_message or "")
+    ]
+    gap_start = first + timedelta(days=2)
+    assert warnings == [
+        f"the warehouse holds no sync of days {gap_start}..{last - timedelta(days=2)}: pull "
+        f"them with `braket-warehouse sync --start {gap_start}`"
+    ]
+    pipeline.sync(gap_start, with_models=False)
+    result = pipeline.sync(with_models=False)
+    assert not [
+        e for e in pipeline.instance.all_logs(result.run_id) if "holds no sync" in e.user_message
+    ]
+
+
 def test_the_first_incremental_run_of_a_new_warehouse_says_history_needs_a_backfill(
     pipeline, emulator
 ):

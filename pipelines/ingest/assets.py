@@ -55,6 +55,7 @@ from pipelines.warehouse.raw_tasks import (
     NOT_FOUND_ON_REFRESH,
     bounded_session,
     ensure_schema,
+    held_through,
     merge_tasks,
 )
 from pipelines.warehouse.resource import WarehouseResource
@@ -144,6 +145,15 @@ def quantum_tasks(
         if refresh:
             with warehouse.write() as con:  # which refuses a file that is not a warehouse
                 open_arns = open_tasks_before(con, days[0], list(api.regions))
+                held = held_through(con, list(api.regions), days[0])
+            if held is not None and held < days[0] - timedelta(days=1):
+                # The range was chosen elsewhere (a hand-picked --start, the instance's guess):
+                # days it skips would otherwise be missing without a word.
+                gap = f"{held + timedelta(days=1)}..{days[0] - timedelta(days=1)}"
+                context.log.warning(
+                    f"the warehouse holds no sync of days {gap}: pull them with "
+                    f"`braket-warehouse sync --start {held + timedelta(days=1)}`"
+                )
         else:
             # A backfill writes only after its whole pull: a bad file is refused now.
             warehouse.check()
