@@ -1,12 +1,14 @@
 """Runs whose process died (SIGKILL, the OOM killer, a closed container) still say STARTED
 in the Dagster instance and keep their `warehouse_writer` slot: with no daemon to notice,
 every later sync or cleanup run then waits for that slot forever. Each warehouse-writing
-run records the process executing it in its tags when its first step starts; a run whose
+run records the process executing it in its tags: from its creation when the CLI runs it in
+process (it may die waiting for the slot), else when its first step starts; a run whose
 recorded process on this host is gone is marked failed here and its slots are freed."""
 
 from __future__ import annotations
 
 import socket
+import uuid
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -18,13 +20,18 @@ CLEANUP_PROCESS_TAG_PREFIX = "cleanup-process/"
 _PREFIXES = (SYNC_PROCESS_TAG_PREFIX, CLEANUP_PROCESS_TAG_PREFIX)
 
 
+def make_new_run_id() -> str:
+    """A run id chosen before the run is created, for tags that name it."""
+    return str(uuid.uuid4())
+
+
 def process_tags(prefix: str, run_id: str) -> dict[str, str]:
     return {f"{prefix}{k}": v for k, v in {**this_process(), "run": run_id}.items()}
 
 
 def _orphaned(run, prefix: str) -> bool:
-    """A STARTED run whose steps recorded a process on this host that is gone. Only the tags
-    its own step wrote count (a re-execution inherits its parent's until its step starts)."""
+    """A STARTED run that recorded a process on this host that is gone. Only tags naming the
+    run itself count (a re-execution inherits its parent's until its step starts)."""
     tag = {k[len(prefix) :]: v for k, v in run.tags.items() if k.startswith(prefix)}
     return (
         run.status == DagsterRunStatus.STARTED

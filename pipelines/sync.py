@@ -20,7 +20,12 @@ from pipelines.console import console_config
 from pipelines.ingest.partitions import task_days
 from pipelines.ingest.schedules import UNKNOWN, held_by_warehouse, incremental_range_tags
 from pipelines.ingest.workers import start_workers
-from pipelines.orphaned_runs import end_orphaned_runs
+from pipelines.orphaned_runs import (
+    SYNC_PROCESS_TAG_PREFIX,
+    end_orphaned_runs,
+    make_new_run_id,
+    process_tags,
+)
 from pipelines.settings import dagster_instance
 from pipelines.warehouse.connection import WarehouseBusy, WarehouseError
 
@@ -121,9 +126,13 @@ def run_sync(
     regions = getattr((defs.resources or {}).get("braket"), "regions", None)
     if regions is None or len(regions) > 1:
         start_workers()
+    # The process is named from the run's creation, not only once its step starts: a run
+    # killed while it waits for the warehouse_writer slot is then found orphaned too.
+    run_id = make_new_run_id()
     result = job.execute_in_process(
         instance=instance,
-        tags=tags,
+        run_id=run_id,
+        tags={**tags, **process_tags(SYNC_PROCESS_TAG_PREFIX, run_id)},
         asset_selection=selection,
         raise_on_error=False,
         run_config={"loggers": console_config(log_level)},

@@ -615,6 +615,47 @@ def test_sync_killed_mid_pull_loses_nothing(emulator_factory, tmp_path):
     assert_matches_truth(pipeline, slow)
 
 
+def test_a_sync_killed_while_waiting_for_the_writer_slot_is_ended_by_the_next(
+    emulator, tmp_path, monkeypatch
+):
+    """Its step never started, so only tags written at the run's creation can name its
+    process: without them the dead run kept its place in the warehouse_writer queue and
+    every later sync and cleanup run waited for good (found by review)."""
+    import signal
+    import time
+
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from pipelines.orphaned_runs import end_orphaned_runs
+    from pipelines.settings import dagster_instance
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = dagster_instance()
+    slots = instance.event_log_storage
+    slots.initialize_concurrency_limit_to_default("warehouse_writer")  # the pool's limit, 1
+    slots.claim_concurrency_slot("warehouse_writer", "another-run", "its-step")
+    first, last = history_days(emulator.emulator.clock.now_ms(), emulator.emulator.config.days)
+    proc = _sync_process(emulator, tmp_path / "w.duckdb", first, last, home)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            waiting = slots.get_concurrency_info("warehouse_writer").pending_steps
+            if [step for step in waiting if step.run_id != "another-run"]:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the sync never queued for the writer slot")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    (run,) = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+    assert end_orphaned_runs(instance) == [run.run_id]
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    waiting = slots.get_concurrency_info("warehouse_writer").pending_steps
+    assert [step.run_id for step in waiting] == ["another-run"]
+
+
 def test_sync_waits_for_another_writer(emulator, tmp_path):
     """DuckDB has one writer: a sync that finds the file held waits for it instead of failing."""
     db = tmp_path / "w.duckdb"

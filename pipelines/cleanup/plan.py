@@ -202,7 +202,12 @@ def enforce(
     from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
     from pipelines.cleanup.sensors import policies_in_flight
     from pipelines.console import console_config
-    from pipelines.orphaned_runs import end_orphaned_runs
+    from pipelines.orphaned_runs import (
+        CLEANUP_PROCESS_TAG_PREFIX,
+        end_orphaned_runs,
+        make_new_run_id,
+        process_tags,
+    )
     from pipelines.settings import dagster_instance
     from pipelines.warehouse.connection import WarehouseError
 
@@ -241,14 +246,17 @@ def enforce(
         echo("nothing to cancel: no run started")
         return None
     run_config["loggers"] = console_config(log_level)
+    run_id = make_new_run_id()  # its process is named from creation (orphaned_runs.py)
     result = defs.resolve_job_def(JOB_NAME).execute_in_process(
         run_config=run_config,
         instance=instance,
         raise_on_error=False,
+        run_id=run_id,
         tags={
             "cleanup/trigger": "cli",
             "cleanup/dry_run": str(dry_run).lower(),
             **selection_tags(plans),
+            **process_tags(CLEANUP_PROCESS_TAG_PREFIX, run_id),
         },
     )
     with defs.resources["warehouse"].read() as con:
