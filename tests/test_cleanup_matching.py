@@ -121,7 +121,11 @@ def test_every_match_filter():
 
 
 def test_exemptions_by_tag_glob_and_arn():
-    tasks = [task(1, tags={"keep": "true"}), task(2, tags={"keep": "yes"}), task(3), task(4)]
+    uuid_arn = (
+        "arn:aws:braket:us-west-1:123456789012:quantum-task/00000000-0000-4000-8000-000000000004"
+    )
+    tasks = [task(1, tags={"keep": "true"}), task(2, tags={"keep": "yes"}), task(3)]
+    tasks.append(task(4, arn=uuid_arn))  # a real task id: exempt ARNs are checked
     p = policy(
         match={"prefix": "Sandbox"},
         exempt={"tags": {"keep": "y*"}, "arns": [tasks[3].arn]},

@@ -454,3 +454,27 @@ def test_every_policy_file_in_the_docs_is_valid():
     for text in files:
         check = check_text(text)
         assert check.ok and check.policies, (text, check.problems)
+
+
+GOOD_ARN = "arn:aws:braket:us-east-1:123456789012:quantum-task/0b0e2b4c-6d8e-4f3a-9b1c-2d3e4f5a6b7c"
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "0b0e2b4c-6d8e-4f3a-9b1c-2d3e4f5a6b7c",  # the bare task id
+        GOOD_ARN.upper().replace("ARN:AWS:BRAKET", "arn:aws:braket"),  # an upper-case id
+        GOOD_ARN.replace("us-east-1", "us-east-2"),  # a region without Braket
+        GOOD_ARN + " ",
+        "arn:aws:braket:us-west-1:123456789012:quantum-task/0b0e2b4c-...",  # a placeholder
+    ],
+)
+def test_an_exempt_arn_that_could_never_match_is_refused(arn):
+    """Exempt ARNs are compared exactly: a typo protected nothing, and validate said OK."""
+    text = GOOD.replace(
+        "    action: cancel\n", f"    exempt: {{arns: ['{arn}']}}\n    action: cancel\n"
+    )
+    (problem,) = problems(text)
+    assert "field exempt.arns[0]: " in problem
+    assert "not a quantum task ARN" in problem or "is not a Braket region" in problem
+    assert check_text(text.replace(arn, GOOD_ARN)).ok

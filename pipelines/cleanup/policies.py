@@ -75,6 +75,25 @@ def _region(value: str) -> str:
     return value
 
 
+_TASK_ARN = re.compile(
+    r"arn:aws:braket:(?P<region>[a-z0-9-]+):\d{12}:quantum-task/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
+def _task_arn(value: str) -> str:
+    """An exempt ARN is compared exactly: a typo (a bare id, an upper-case id, a space, the
+    wrong region) would protect nothing without a word."""
+    found = _TASK_ARN.fullmatch(value)
+    if found is None:
+        raise ValueError(
+            f"{value!r} is not a quantum task ARN "
+            "(arn:aws:braket:<region>:<12-digit account>:quantum-task/<lower-case uuid>)"
+        )
+    _region(found["region"])
+    return value
+
+
 def _cancellable(value: str) -> str:
     if value not in CANCELLABLE_STATUSES:
         raise ValueError(f"{value} is not cancellable: statuses may only be CREATED and/or QUEUED")
@@ -315,10 +334,14 @@ class Exempt(_Strict):
         description="A task carrying any of these tag pairs is exempt (values are globs).",
         examples=[{"keep": "true"}],
     )
-    arns: list[str] = Field(
+    arns: list[Annotated[str, AfterValidator(_task_arn)]] = Field(
         default_factory=list,
-        description="Task ARNs that are exempt.",
-        examples=[["arn:aws:braket:us-west-1:123456789012:quantum-task/0b0e2b4c-..."]],
+        description="Task ARNs that are exempt (whole ARNs, checked: compared exactly).",
+        examples=[
+            [
+                "arn:aws:braket:us-west-1:123456789012:quantum-task/0b0e2b4c-6d8e-4f3a-9b1c-2d3e4f5a6b7c"
+            ]
+        ],
     )
 
 
