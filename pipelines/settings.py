@@ -145,15 +145,18 @@ def ensure_dagster_home() -> Path:
 def dagster_instance():
     """The Dagster instance in DAGSTER_HOME (see ensure_dagster_home). A dagster.yaml that
     Dagster cannot load is a one-line SettingsError naming DAGSTER_HOME, the file and, for
-    broken YAML, the line; not Dagster's traceback."""
+    broken YAML, the line; not Dagster's traceback. Its warehouse_writer pool lets one step
+    write at a time whatever that dagster.yaml says (warehouse/pool.py)."""
     import yaml
     from dagster import DagsterInstance, DagsterInvalidConfigError
     from dagster._check import CheckError
 
+    from pipelines.warehouse.pool import ensure_one_writer
+
     config = ensure_dagster_home() / "dagster.yaml"
     where = f"bad configuration: DAGSTER_HOME: {config}"
     try:
-        return DagsterInstance.get()
+        instance = DagsterInstance.get()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f":{mark.line + 1}: YAML syntax error, column {mark.column + 1}" if mark else ""
@@ -175,3 +178,5 @@ def dagster_instance():
         ) from None
     except OSError as exc:
         raise SettingsError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    ensure_one_writer(instance)  # whatever dagster.yaml says about pools
+    return instance

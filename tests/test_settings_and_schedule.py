@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.settings import SettingsError, load_settings
+from pipelines.settings import PROJECT_ROOT, SettingsError, load_settings
 from tests.pipeline_harness import hold_in_another_process
 
 
@@ -466,3 +466,26 @@ def test_the_schedule_ends_a_run_whose_process_is_gone(tmp_path):
         _schedule_tags(instance, tmp_path / "w.duckdb")
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(alive.run_id).status == DagsterRunStatus.STARTED
+
+
+@pytest.mark.parametrize("pools", ["none", "default 4", "project"])
+def test_the_warehouse_writer_pool_lets_one_step_write_whatever_dagster_yaml_says(
+    tmp_path, monkeypatch, pools
+):
+    """A DAGSTER_HOME with its own dagster.yaml (no `concurrency:` block) let two cleanup
+    runs cancel the same tasks at once (found by review)."""
+    from pipelines.settings import dagster_instance
+    from pipelines.warehouse.pool import WAREHOUSE_POOL
+
+    home = tmp_path / "home"
+    home.mkdir()
+    config = {
+        "none": "telemetry:\n  enabled: false\n",
+        "default 4": "concurrency:\n  pools:\n    default_limit: 4\n",
+        "project": (PROJECT_ROOT / "dagster.yaml").read_text(),
+    }[pools]
+    (home / "dagster.yaml").write_text(config)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    instance = dagster_instance()  # kept: its storage refers back to it
+    info = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL)
+    assert (info.limit, info.slot_count) == (1, 1)

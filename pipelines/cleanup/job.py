@@ -41,9 +41,9 @@ from pipelines.cleanup.matching import (
 )
 from pipelines.cleanup.policies import Limits, Policy, load_policies
 from pipelines.orphaned_runs import CLEANUP_PROCESS_TAG_PREFIX, process_tags
+from pipelines.warehouse.pool import WAREHOUSE_POOL
 from pipelines.warehouse.resource import WarehouseResource
 
-WAREHOUSE_POOL = "warehouse_writer"
 JOB_NAME = "cancel_queued_tasks"
 OP_NAME = "cancel_selected_tasks"  # op and job names share one namespace in Dagster
 FLUSH_ROWS = 50  # audit rows per write transaction

@@ -57,6 +57,7 @@ from pipelines.cleanup.matching import PolicyPlan, plan_policies
 from pipelines.cleanup.policies import load_policies
 from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import SettingsError, load_settings
+from pipelines.warehouse.pool import ensure_one_writer
 
 INTERVAL_ENV = "BRAKET_CLEANUP_INTERVAL"
 IN_FLIGHT = [
@@ -164,6 +165,7 @@ def queued_task_cleanup(context: SensorEvaluationContext, braket: BraketResource
         return SkipReason(f"no policies in {path}")
     plans = plan_policies(policies, braket.api)
     end_orphaned_runs(context.instance)
+    ensure_one_writer(context.instance)  # the runs it requests write the audit
     busy = policies_in_flight(context.instance)
     requests, held, waiting, idle = [], [], [], []
     for plan in plans:

@@ -51,6 +51,7 @@ from pipelines.ingest.pull import (
 )
 from pipelines.ingest.workers import start_workers
 from pipelines.orphaned_runs import SYNC_PROCESS_TAG_PREFIX, process_tags
+from pipelines.warehouse.pool import WAREHOUSE_POOL
 from pipelines.warehouse.raw_tasks import (
     NOT_FOUND_ON_REFRESH,
     bounded_session,
@@ -62,8 +63,6 @@ from pipelines.warehouse.resource import WarehouseResource
 
 # BackfillPolicy is "beta" in Dagster 1.13 but is the documented way to backfill in one run.
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*backfill_policy.*")
-
-WAREHOUSE_POOL = "warehouse_writer"
 
 
 class QuantumTasksConfig(Config):

@@ -30,6 +30,7 @@ from pipelines.ingest.partitions import task_days
 from pipelines.orphaned_runs import end_orphaned_runs
 from pipelines.settings import SettingsError
 from pipelines.warehouse.connection import WarehouseBusy, connect
+from pipelines.warehouse.pool import ensure_one_writer
 from pipelines.warehouse.raw_tasks import held_through
 from pipelines.warehouse.resource import WarehouseResource
 
@@ -142,6 +143,7 @@ def hourly_sync(
     context: ScheduleEvaluationContext, braket: BraketResource, warehouse: WarehouseResource
 ) -> RunRequest | SkipReason:
     end_orphaned_runs(context.instance)  # a killed CLI sync's slot would block this run
+    ensure_one_writer(context.instance)
     now = context.scheduled_execution_time or datetime.now(UTC)
     try:
         tags = incremental_range_tags(now, context.instance, warehouse, braket.regions)

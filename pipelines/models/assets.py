@@ -17,10 +17,10 @@ from dagster import (
     asset,
 )
 
-from pipelines.ingest.assets import WAREHOUSE_POOL
 from pipelines.models.sql_models import SqlModel, asset_key_of, build_model, load_models
 from pipelines.models.task_facts import SOURCE_VIEW, TASK_FACTS_TABLE, build_task_facts
 from pipelines.settings import PROJECT_ROOT
+from pipelines.warehouse.pool import WAREHOUSE_POOL
 from pipelines.warehouse.raw_tasks import ensure_schema
 from pipelines.warehouse.resource import WarehouseResource
 
