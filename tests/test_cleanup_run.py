@@ -345,6 +345,30 @@ def test_a_task_that_starts_running_between_the_re_read_and_the_cancel(cleanup, 
     assert c.cancel_calls() == 1 and len(calls) == 2
 
 
+def test_a_cancel_whose_answer_was_lost_is_audited_by_what_the_task_became(cleanup, monkeypatch):
+    """The cancel reached Braket but its answer did not come back: audited as an error, the
+    run failing, though the task was cancelling (found by review). The task is read again."""
+    from botocore.exceptions import ConnectionClosedError
+
+    c = cleanup
+    (arn,) = c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    (request,) = c.tick().run_requests
+    cancel = RegionApi.cancel_task
+
+    def cancel_then_lose_the_answer(self, task_arn, token):
+        cancel(self, task_arn, token)
+        raise ConnectionClosedError(endpoint_url=c.em.url)
+
+    monkeypatch.setattr(RegionApi, "cancel_task", cancel_then_lose_the_answer)
+    run = c.run(request)
+    assert run.success
+    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] != "matched"]
+    assert row["outcome"] == audit.CANCELLED
+    assert row["detail"].startswith("CANCELLING when re-read after CancelQuantumTask failed: ")
+    assert c.truth()[arn]["status"] == "CANCELLING"
+
+
 def test_each_cancellation_is_in_the_audit_before_the_next_call(cleanup, monkeypatch):
     """A run killed mid-way (SIGKILL, OOM) has recorded every cancellation it made: a re-run
     sees those tasks CANCELLING and skips them, so this run's rows are the only record."""

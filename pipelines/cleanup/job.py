@@ -428,7 +428,15 @@ def _cancel(scope, policy: str, task: TaskRef, status: str) -> tuple[str, str]:
             task.quantum_task_arn, client_token(policy, task.quantum_task_arn)
         )
     except Exception as exc:  # noqa: BLE001
-        return audit.ERROR, f"CancelQuantumTask failed: {type(exc).__name__}: {exc}"
+        failed = f"CancelQuantumTask failed: {type(exc).__name__}: {exc}"
+        # The request may have reached Braket and only its answer been lost: read the task.
+        try:
+            now = scope.get_task(task.quantum_task_arn)
+        except Exception:  # noqa: BLE001 - the failure is still worth recording
+            now = None
+        if now and now.get("status") in ("CANCELLING", "CANCELLED"):
+            return audit.CANCELLED, f"{now['status']} when re-read after {failed} (was {status})"
+        return audit.ERROR, failed
     if answer == "ENDED":
         # ConflictException: the task left QUEUED between the re-read and the cancel. Say
         # where it went: it may have started RUNNING rather than ended.
