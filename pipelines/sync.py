@@ -51,6 +51,10 @@ def range_tags(
         raise SyncError(
             f"--start {start} is before the first partition {first_partition} (BRAKET_START_DATE)"
         )
+    if start > today:
+        # Checked before --end: without --end, "--end <today> is before --start" named an
+        # option that was not given.
+        raise SyncError(f"--start {start} is in the future (today is {today} UTC)")
     if end > today:
         raise SyncError(f"--end {end} is in the future (today is {today} UTC)")
     if end < start:
