@@ -82,7 +82,10 @@ def connect(
     read_only: bool = False,
     wait_seconds: float = 600.0,
     on_wait: Callable[[str], None] | None = None,
+    config: dict[str, object] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the file, waiting while another process holds it: `on_wait` (else
+    this module's logger) is told once. `config` is DuckDB's configuration for the open."""
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(
@@ -93,7 +96,7 @@ def connect(
     delay, told = 0.05, False
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=config or {})
             break
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc) or time.monotonic() >= deadline:
