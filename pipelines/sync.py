@@ -30,10 +30,14 @@ class SyncError(RuntimeError):
 
 
 def range_tags(
-    start: date | None, end: date | None, instance: DagsterInstance | None = None, defs=None
+    start: date | None,
+    end: date | None,
+    instance: DagsterInstance | None = None,
+    defs=None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Tags for a single run over [start, end]; no dates means the incremental range (of the
-    warehouse and regions in `defs`' resources)."""
+    warehouse and regions in `defs`' resources; `on_wait` hears of a wait for the file)."""
     if start is None and end is None:
         resources = (defs.resources or {}) if defs is not None else {}
         braket = resources.get("braket")
@@ -42,6 +46,7 @@ def range_tags(
             instance,
             resources.get("warehouse"),
             getattr(braket, "regions", None),
+            on_wait,
         )
     first_partition = task_days.start.date()
     today = datetime.now(UTC).date()
@@ -89,7 +94,9 @@ def run_sync(
         instance = dagster_instance()  # SettingsError: DAGSTER_HOME is no instance
     for run_id in end_orphaned_runs(instance):
         echo(f"  run {run_id} was still STARTED, its process gone: marked failed, slot freed")
-    tags = range_tags(start, end, instance, defs)
+    # Waits for the file inside the run are in the run's log (WarehouseResource); this one
+    # comes before the run and its console.
+    tags = range_tags(start, end, instance, defs, on_wait=lambda message: echo(f"  {message}"))
     job = defs.resolve_job_def("sync")
     selection = None if with_models else [AssetKey("quantum_tasks")]
     echo(

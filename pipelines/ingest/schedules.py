@@ -2,6 +2,7 @@
 one the warehouse holds in full when syncs stopped for longer, plus the open-task refresh."""
 
 import os
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -66,18 +67,24 @@ def incremental_range_tags(
     instance: DagsterInstance | None = None,
     warehouse: WarehouseResource | None = None,
     regions: list[str] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Partition-range tags for the incremental run at `now`: yesterday..today (UTC), or from
     the last day the warehouse holds in full when syncs stopped for longer (the daemon was
     down, a weekly cron): the days in between are pulled before the API's retention forgets
     them. The warehouse's raw.synced_days says which days it holds; the Dagster instance is
     asked only when the file cannot say (a writer holds it, or it predates that table), as
-    the instance may have recorded runs into another file (the demo's, one since deleted).
+    the instance may have recorded runs into another file (the demo's, one since deleted);
+    `on_wait` is told when a writer holding the file makes it wait (a few seconds).
     A warehouse that holds no day starts at yesterday (history is a backfill); one whose
     latest day is an old backfill catches up from there, in one run."""
     last = now.astimezone(UTC).date()
     first = last - timedelta(days=LOOKBACK_DAYS)
-    held = held_by_warehouse(warehouse, regions, before=last) if warehouse else UNKNOWN
+    held = (
+        held_by_warehouse(warehouse, regions, before=last, on_wait=on_wait)
+        if warehouse
+        else UNKNOWN
+    )
     if held is UNKNOWN and instance is not None:
         done = instance.get_materialized_partitions(AssetKey("quantum_tasks"))
         # Before today: a lone materialization of today must not hide the gap before it.
@@ -97,7 +104,11 @@ UNKNOWN = object()  # the warehouse cannot say which days it holds
 
 
 def held_by_warehouse(
-    warehouse: WarehouseResource, regions: list[str] | None, before: date, wait_seconds: float = 5
+    warehouse: WarehouseResource,
+    regions: list[str] | None,
+    before: date,
+    wait_seconds: float = 5,
+    on_wait: Callable[[str], None] | None = None,
 ):
     """raw_tasks.latest_synced_day of the warehouse file; None when there is no file yet or it
     holds no task; UNKNOWN when it cannot say: held by a writer, unreadable, or written
@@ -106,7 +117,9 @@ def held_by_warehouse(
     if not Path(warehouse.path).exists():
         return None
     try:
-        with connect(warehouse.path, read_only=True, wait_seconds=wait_seconds) as con:
+        with connect(
+            warehouse.path, read_only=True, wait_seconds=wait_seconds, on_wait=on_wait
+        ) as con:
             held = latest_synced_day(con, list(regions or REGIONS), before)
             if held is None:
                 (has_tasks,) = con.execute(

@@ -106,7 +106,10 @@ def connect(
                     ) from exc
                 raise
             if not told:
-                message = f"waiting for {path}: another process (a sync?) holds it"
+                message = (
+                    f"waiting for {path} (up to {wait_seconds:g} s): another process (a sync, "
+                    f"a `query`?) holds it"
+                )
                 (on_wait or log.info)(message)
                 told = True
             time.sleep(delay)
@@ -119,7 +122,11 @@ def connect(
         con.close()
 
 
-def check_warehouse(path: str | Path, wait_seconds: float | None = None) -> None:
+def check_warehouse(
+    path: str | Path,
+    wait_seconds: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> None:
     """Raise WarehouseError when `path` cannot be this project's warehouse: path_problem's
     problems, a file DuckDB cannot open (corrupt, another DuckDB version's), or another
     program's database (`recognise`). It only reads (a new path stays absent), so a refused
@@ -132,7 +139,9 @@ def check_warehouse(path: str | Path, wait_seconds: float | None = None) -> None
     if not Path(path).exists():
         return
     try:
-        with connect(path, read_only=True, wait_seconds=wait_seconds or 0.0) as con:
+        with connect(
+            path, read_only=True, wait_seconds=wait_seconds or 0.0, on_wait=on_wait
+        ) as con:
             recognise(con, path)
     except WarehouseBusy:
         if wait_seconds is not None:
