@@ -42,7 +42,7 @@ def range_tags(
     on_wait: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Tags for a single run over [start, end]; no dates means the incremental range (of the
-    warehouse and regions in `defs`' resources)."""
+    warehouse and regions in `defs`' resources; `on_wait` hears of a wait for the file)."""
     if start is None and end is None:
         resources = (defs.resources or {}) if defs is not None else {}
         braket, warehouse = resources.get("braket"), resources.get("warehouse")
@@ -67,6 +67,10 @@ def range_tags(
         raise SyncError(
             f"--start {start} is before the first partition {first_partition} (BRAKET_START_DATE)"
         )
+    if start > today:
+        # Checked before --end: without --end, "--end <today> is before --start" named an
+        # option that was not given.
+        raise SyncError(f"--start {start} is in the future (today is {today} UTC)")
     if end > today:
         raise SyncError(f"--end {end} is in the future (today is {today} UTC)")
     if end < start:
@@ -101,6 +105,8 @@ def run_sync(
         instance = dagster_instance()  # SettingsError: DAGSTER_HOME is no instance
     for run_id in end_orphaned_runs(instance):
         echo(f"  run {run_id} was still STARTED, its process gone: marked failed, slot freed")
+    # Waits for the file inside the run are in the run's log (WarehouseResource); this one
+    # comes before the run and its console.
     tags = range_tags(start, end, instance, defs, on_wait=lambda message: echo(f"  {message}"))
     job = defs.resolve_job_def("sync")
     selection = None if with_models else [AssetKey("quantum_tasks")]

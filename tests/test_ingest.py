@@ -667,6 +667,40 @@ def test_sync_waits_for_another_writer(emulator, tmp_path):
     assert_matches_truth(pipeline, emulator)
 
 
+@pytest.mark.parametrize("kind", ["backfill", "incremental"])
+def test_a_sync_waiting_for_the_warehouse_says_so(emulator, tmp_path, capfd, kind):
+    """A sync behind a long `query` or another writer stalled up to lock_wait_seconds without
+    a word: the wait went to a logger the CLI does not show. A backfill waits in its run (the
+    run's console says so); the incremental range is read before the run (the sync's own
+    lines say so), and its run then finds the file free."""
+    db = tmp_path / "w.duckdb"
+    pipeline = make_pipeline(emulator.url, db)
+    if kind == "incremental":
+        pipeline.sync()  # a warehouse whose synced days the incremental range reads
+    capfd.readouterr()
+    holder = hold_in_another_process(db, seconds=2)
+    lines: list[str] = []
+    try:
+        if kind == "backfill":
+            first, last = history_days(
+                emulator.emulator.clock.now_ms(), emulator.emulator.config.days
+            )
+            pipeline.sync(first, last, echo=lines.append)
+        else:
+            pipeline.sync(echo=lines.append)
+    finally:
+        assert holder.wait(timeout=30) == 0
+    console = capfd.readouterr().err
+    if kind == "backfill":
+        assert f"waiting for {db} (up to 60 s): another process" in console, console
+        assert_matches_truth(pipeline, emulator)
+    else:
+        assert (
+            f"  waiting for {db} (up to 60 s): another process (a sync, a `query`?) holds it"
+            in lines
+        ), lines
+
+
 def test_a_sync_that_gives_up_on_a_held_warehouse_says_so(emulator, tmp_path):
     """The failure names our WarehouseBusy, not only DuckDB's lock error below it."""
     from pipelines.sync import SyncError

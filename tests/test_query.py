@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.models.build import build_all
-from pipelines.query import READ_ONLY_MESSAGE
+from pipelines.query import OUTSIDE_MESSAGE, READ_ONLY_MESSAGE
 from pipelines.warehouse.raw_tasks import ensure_schema
 
 DAY = date(2026, 3, 2)
@@ -100,6 +100,93 @@ def test_csv_and_json_carry_the_same_rows(warehouse, capsys):
     assert len(by_owner["amazon-braket-a"]) == 2
 
 
+def test_json_is_valid_json_with_numbers_for_decimals_and_null_for_nan(warehouse, capsys):
+    """NaN and Infinity were written (not JSON); DECIMAL values came out as strings."""
+    assert query(
+        "SELECT 'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, '-inf'::DOUBLE AS ninf, "
+        "48577.88 AS price, 12::DECIMAL(38, 0) AS whole, 1.5::DOUBLE AS x, "
+        "[1.5, 'nan'::DOUBLE] AS xs, sum(shots) AS shots FROM raw.quantum_tasks",
+        "--format",
+        "json",
+    ) == 0  # fmt: skip
+    text = capsys.readouterr().out
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    (record,) = json.loads(text, parse_constant=refuse)
+    assert record == {
+        "nan": None,
+        "inf": None,
+        "ninf": None,
+        "price": 48577.88,
+        "whole": 12,
+        "x": 1.5,
+        "xs": [1.5, None],
+        "shots": 600,
+    }
+    assert '"price": 48577.88,' in text and '"whole": 12,' in text
+
+
+def test_csv_tells_null_from_an_empty_string(warehouse, tmp_path, capsys):
+    """Both were an empty field."""
+    import polars as pl
+
+    sql = "SELECT * FROM (VALUES (1, NULL), (2, ''), (3, 'a,\"b\"'), (4, 'x')) AS t(i, s)"
+    assert query(sql, "--format", "csv") == 0
+    text = capsys.readouterr().out
+    assert text == 'i,s\n1,\n2,""\n3,"a,""b"""\n4,x\n'
+    written = tmp_path / "out.csv"
+    written.write_text(text)
+    expected = [(1, None), (2, ""), (3, 'a,"b"'), (4, "x")]
+    assert pl.read_csv(written).rows() == expected
+    with duckdb.connect() as con:
+        assert (
+            con.execute(
+                "SELECT * FROM read_csv(?, allow_quoted_nulls = false) ORDER BY i", [str(written)]
+            ).fetchall()
+            == expected
+        )
+
+
+def test_the_table_rounds_floats_for_display_only(warehouse, capsys):
+    """0.003749999999999999 (a sum of costs) is shown as 0.00375; CSV keeps every digit."""
+    sql = (
+        "SELECT 0.003749999999999999::DOUBLE AS cost, 0.1::DOUBLE * 3 AS tenths, "
+        "3::DOUBLE AS three, 1e20::DOUBLE AS big, 'nan'::DOUBLE AS nan"
+    )
+    assert query(sql) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["0.00375", "0.3", "3.0", "1e+20", "nan"]
+    assert query(sql, "--format", "csv") == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "0.003749999999999999,0.30000000000000004,3.0,1e+20,nan"
+    )
+
+
+def test_parquet_writes_sums_of_integers_as_int64(warehouse, tmp_path):
+    """sum() of BIGINT is a HUGEINT, which reached Parquet as decimal128(38, 0); one whose
+    values do not fit int64 stays decimal."""
+    import pyarrow as pa
+
+    out = tmp_path / "sums.parquet"
+    assert query(
+        "SELECT sum(shots) AS shots, sum(tasks) AS tasks, "
+        "170141183460469231731687303715884105727::HUGEINT AS huge, "
+        "12::DECIMAL(38, 0) AS whole FROM marts.daily_usage",
+        "--format",
+        "parquet",
+        "--out",
+        str(out),
+    ) == 0  # fmt: skip
+    table = pq.read_table(out)
+    assert table.schema.field("shots").type == pa.int64()
+    assert table.schema.field("tasks").type == pa.int64()
+    assert table.schema.field("huge").type == pa.decimal128(38, 0)
+    assert table.schema.field("whole").type == pa.decimal128(38, 0)
+    assert table.to_pylist()[0]["shots"] == 600
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize("suffix", ["", ".wal"])
 def test_out_never_overwrites_the_warehouse(warehouse, tmp_path, capsys, fmt, suffix):
@@ -141,6 +228,93 @@ def test_writes_are_refused_with_a_clear_message(warehouse, capsys, statement):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone() == (3,)
         assert con.execute("SELECT sum(shots) FROM marts.daily_usage").fetchone() == (600,)
+
+
+def assert_warehouse_intact(path, before: bytes) -> None:
+    assert path.read_bytes() == before
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.quantum_tasks").fetchone() == (3,)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COPY (SELECT 1 AS a) TO '{warehouse}' (FORMAT csv)",
+        "COPY (SELECT 1 AS a) TO '{warehouse}' (FORMAT csv, USE_TMP_FILE false)",
+        "COPY (SELECT 1 AS a) TO '{warehouse}.wal' (FORMAT csv)",
+        "COPY marts.daily_usage TO '{elsewhere}/usage.csv'",
+        "EXPORT DATABASE '{elsewhere}/export'",
+        "EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '{warehouse}.wal' (FORMAT csv)",
+        "/* a comment */ explain -- and another\n analyze copy (select 1) to '{elsewhere}/x.csv'",
+        "PREPARE q AS COPY (SELECT 1 AS a) TO '{warehouse}.wal'; EXECUTE q",
+        "SELECT 1; COPY (SELECT 1 AS a) TO '{elsewhere}/x.csv'",
+        "ATTACH '{elsewhere}/new.duckdb' AS other",
+        "INSTALL httpfs",
+    ],
+)
+def test_statements_that_write_files_are_refused_and_write_nothing(
+    warehouse, tmp_path, capsys, statement
+):
+    """`COPY (select 1 a) TO '<the warehouse>' (FORMAT csv)` exited 0 and replaced the
+    warehouse with 4 bytes of CSV. DuckDB's enable_external_access=false alone does not stop
+    that: it always allows the database file and its WAL."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = warehouse.read_bytes()
+    assert query(statement.format(warehouse=warehouse, elsewhere=elsewhere)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert "`query` " in captured.err and " is refused" in captured.err
+    assert list(elsewhere.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "warehouse.duckdb"]
+    assert_warehouse_intact(warehouse, before)
+
+
+def test_copy_is_refused_with_a_message_saying_where_results_go(warehouse, tmp_path, capsys):
+    assert query(f"COPY marts.daily_usage TO '{tmp_path}/usage.csv'") == 1
+    assert capsys.readouterr().err == (
+        "braket-warehouse query: `query` reads the warehouse and writes no file: COPY is "
+        "refused; write a result with --format and --out FILE\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM read_csv('{mine}')",
+        "SELECT * FROM '{mine}'",
+        "SELECT * FROM glob('{elsewhere}/*')",
+        "SELECT * FROM read_parquet('https://example.com/tasks.parquet')",
+    ],
+)
+def test_files_other_than_the_warehouse_are_not_read(warehouse, tmp_path, capsys, statement):
+    """The session has no external access: no file but the warehouse, no URL."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    mine = elsewhere / "mine.csv"
+    mine.write_text("a\n1\n")
+    assert query(statement.format(mine=mine, elsewhere=elsewhere)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert OUTSIDE_MESSAGE in captured.err
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("EXPLAIN SELECT count(*) FROM raw.quantum_tasks", "physical_plan"),
+        ("EXPLAIN ANALYZE SELECT count(*) FROM raw.quantum_tasks", "analyzed_plan"),
+        ("DESCRIBE raw.quantum_tasks", "quantum_task_arn"),
+        ("PIVOT marts.daily_usage ON prefix USING sum(tasks) GROUP BY day", "Sandbox"),
+        ("SELECT count(*) AS n FROM raw.quantum_tasks; SELECT 42 AS answer", "42"),
+    ],
+)
+def test_queries_beside_select_still_run(warehouse, capsys, statement, expected):
+    before = warehouse.read_bytes()
+    assert query(statement, "--format", "csv") == 0
+    assert expected in capsys.readouterr().out
+    assert warehouse.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -403,7 +403,9 @@ def test_a_warehouse_held_by_a_writer_is_waited_for_not_guessed_from_the_instanc
             defs = type("Defs", (), {"resources": resources})()
             with pytest.raises(SyncError, match="the incremental range could not be read"):
                 range_tags(None, None, instance, defs, on_wait=waits.append)
-            assert waits == [f"waiting for {db}: another process (a sync?) holds it"]
+            assert waits == [
+                f"waiting for {db} (up to 1 s): another process (a sync, a `query`?) holds it"
+            ]
         finally:
             holder.communicate("")
         assert _start(_schedule_tags(instance, db)) == "2026-02-20"
@@ -415,6 +417,60 @@ def test_a_bad_start_date_is_a_configuration_error(value, says):
 
     with pytest.raises(SettingsError, match=f"BRAKET_START_DATE.*{says}"):
         start_date({"BRAKET_START_DATE": value})
+
+
+@pytest.mark.parametrize(
+    "start, end, says",
+    [
+        ("future", None, "--start {start} is in the future (today is {today} UTC)"),
+        ("future", "today", "--start {start} is in the future (today is {today} UTC)"),
+        (None, "future", "--end {end} is in the future (today is {today} UTC)"),
+        ("today", "yesterday", "--end {end} is before --start {start}"),
+        ("2024-12-31", None, "--start 2024-12-31 is before the first partition 2025-01-01"),
+    ],
+)
+def test_sync_dates_that_cannot_be_synced_are_named_as_given(start, end, says):
+    """`--start <a future day>` without --end said "--end <today> is before --start": an
+    option that was not given."""
+    from datetime import timedelta
+
+    from pipelines.sync import SyncError, range_tags
+
+    today = datetime.now(UTC).date()
+    days = {"future": today + timedelta(days=3), "today": today}
+    days["yesterday"] = today - timedelta(days=1)
+
+    def day(value):
+        return None if value is None else days.get(value) or date.fromisoformat(value)
+
+    with pytest.raises(SyncError) as refused:
+        range_tags(day(start), day(end))
+    assert str(refused.value).startswith(says.format(start=day(start), end=day(end), today=today))
+
+
+def test_the_cli_says_a_future_start_is_in_the_future(tmp_path, unused_port):
+    from datetime import timedelta
+
+    today = datetime.now(UTC).date()
+    future = today + timedelta(days=30)
+    cli = Path(sys.executable).parent / "braket-warehouse"
+    proc = subprocess.run(
+        [str(cli), "sync", "--start", future.isoformat()],
+        env={
+            "BRAKET_ENDPOINT_URL": f"http://127.0.0.1:{unused_port}",
+            "BRAKET_WAREHOUSE_DB": str(tmp_path / "w.duckdb"),
+            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"braket-warehouse: --start {future} is in the future (today is {today} UTC)\n"
+    )
+    assert not (tmp_path / "w.duckdb").exists()
 
 
 def test_a_sync_against_an_endpoint_that_does_not_answer_ends_in_a_few_lines(tmp_path, unused_port):

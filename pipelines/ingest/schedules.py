@@ -2,6 +2,7 @@
 warehouse's first missing day when syncs stopped for longer, plus the open-task refresh."""
 
 import os
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def incremental_range_tags(
     warehouse: WarehouseResource | None = None,
     regions: list[str] | None = None,
     wait_seconds: float = 5,
-    on_wait=None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Partition-range tags for the incremental run at `now`: yesterday..today (UTC), or from
     the day through which the warehouse holds every day (raw_tasks.held_through) when syncs
@@ -108,7 +109,7 @@ def held_by_warehouse(
     regions: list[str] | None,
     before: date,
     wait_seconds: float = 5,
-    on_wait=None,
+    on_wait: Callable[[str], None] | None = None,
 ):
     """raw_tasks.held_through of the warehouse file; None when there is no file yet or it
     holds no task; UNKNOWN when it cannot say: unreadable, or written before raw.synced_days

@@ -82,7 +82,10 @@ def connect(
     read_only: bool = False,
     wait_seconds: float = 600.0,
     on_wait: Callable[[str], None] | None = None,
+    config: dict[str, object] | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the file, waiting while another process holds it: `on_wait` (else
+    this module's logger) is told once. `config` is DuckDB's configuration for the open."""
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(
@@ -93,7 +96,7 @@ def connect(
     delay, told = 0.05, False
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only, config=config or {})
             break
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if not _is_lock_error(exc) or time.monotonic() >= deadline:
@@ -103,7 +106,10 @@ def connect(
                     ) from exc
                 raise
             if not told:
-                message = f"waiting for {path}: another process (a sync?) holds it"
+                message = (
+                    f"waiting for {path} (up to {wait_seconds:g} s): another process (a sync, "
+                    f"a `query`?) holds it"
+                )
                 (on_wait or log.info)(message)
                 told = True
             time.sleep(delay)
@@ -116,7 +122,11 @@ def connect(
         con.close()
 
 
-def check_warehouse(path: str | Path, wait_seconds: float | None = None) -> None:
+def check_warehouse(
+    path: str | Path,
+    wait_seconds: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> None:
     """Raise WarehouseError when `path` cannot be this project's warehouse: path_problem's
     problems, a file DuckDB cannot open (corrupt, another DuckDB version's), or another
     program's database (`recognise`). It only reads (a new path stays absent), so a refused
@@ -129,7 +139,9 @@ def check_warehouse(path: str | Path, wait_seconds: float | None = None) -> None
     if not Path(path).exists():
         return
     try:
-        with connect(path, read_only=True, wait_seconds=wait_seconds or 0.0) as con:
+        with connect(
+            path, read_only=True, wait_seconds=wait_seconds or 0.0, on_wait=on_wait
+        ) as con:
             recognise(con, path)
     except WarehouseBusy:
         if wait_seconds is not None:
