@@ -24,7 +24,7 @@ policies:
 SHOT_CAP_EXAMPLE = """\
 policies:
   - name: daily-shot-cap
-    description: when today's queued shots on Cepheus pass 50, cancel the queued ones
+    description: when a day's queued shots on Cepheus pass 50, cancel that day's queued ones
     match:
       devices: ["arn:aws:braket:us-west-1::device/qpu/rigetti/Cepheus-1-108Q"]
       statuses: [QUEUED]
