@@ -240,7 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"braket-warehouse: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted()
+    except Exception as exc:
+        # Dagster turns Ctrl-C inside a run into its own error, raised past the run.
+        if type(exc).__name__ == "DagsterExecutionInterruptedError":
+            return _interrupted()
+        raise
     return 0
+
+
+def _interrupted() -> int:
+    print("braket-warehouse: interrupted (a run it started is marked failed)", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -381,6 +382,30 @@ def test_query_gives_up_after_wait_seconds_with_a_clear_message(warehouse, capsy
     assert time.monotonic() - began < 4.0
     err = capsys.readouterr().err
     assert "gave up after 0.5 s" in err and "--wait" in err
+
+
+def test_ctrl_c_while_waiting_is_one_line_and_exit_130(warehouse):
+    """Ctrl-C in any command: a line saying so, not a traceback."""
+    import os
+    import signal
+
+    writer = hold_for_writing(warehouse, 30.0)
+    cli = Path(sys.executable).parent / "braket-warehouse"
+    proc = subprocess.Popen(
+        [str(cli), "query", "SELECT 1"],
+        env={**os.environ, "BRAKET_WAREHOUSE_DB": str(warehouse)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "waiting for" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=30) == 130
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    assert err == "braket-warehouse: interrupted (a run it started is marked failed)\n"
 
 
 def test_a_warehouse_that_is_no_duckdb_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
