@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupted() -> int:
-    print("braket-warehouse: interrupted (a run it started is marked failed)", file=sys.stderr)
+    print("braket-warehouse: interrupted", file=sys.stderr)
     return 130
 
 

@@ -405,7 +405,7 @@ def test_ctrl_c_while_waiting_is_one_line_and_exit_130(warehouse):
     finally:
         writer.kill()
         writer.wait(timeout=30)
-    assert err == "braket-warehouse: interrupted (a run it started is marked failed)\n"
+    assert err == "braket-warehouse: interrupted\n"
 
 
 def test_a_warehouse_that_is_no_duckdb_file_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
