@@ -59,7 +59,9 @@ def decide(p: Policy, tasks: list[Candidate], prices=None) -> dict[str, list[int
         ("Sandbox/00000001", "Sandbox", "Sandbox"),
         ("jobs/sweep/tasks/00000001", "jobs", "jobs/sweep/tasks"),
         ("alice/experiments/00000001", "alice", "alice/experiments"),
-        ("00000001", "00000001", ""),  # the directory is only the task id
+        ("00000001", "", ""),  # only the task id: an empty key prefix, not an owner per task
+        ("/00000001", "", ""),
+        ("other-id", "other-id", "other-id"),  # not the task's id: kept whole
         ("elsewhere/x", "elsewhere", "elsewhere/x"),  # not ending with the id: kept whole
         ("", "", ""),
     ],

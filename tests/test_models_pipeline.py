@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from pipelines.models.build import build_all
+from pipelines.models.task_facts import MAX_PLAUSIBLE_SHOTS
 from tests.pipeline_harness import history_days, make_pipeline
 
 ACCOUNT = "123456789012"
@@ -44,23 +45,28 @@ def device_parts(device_arn: str) -> tuple[str | None, str | None, str | None]:
     return kinds[parts[0]], parts[1], parts[2]
 
 
+def plausible_shots(shots: int) -> int | None:
+    """The shots task_facts keeps: an absurd count is bad data, null."""
+    return shots if shots <= MAX_PLAUSIBLE_SHOTS else None
+
+
 def hand_cost(task: dict, device_type, provider, name, duration) -> float | None:
-    status = task["status"]
+    status, shots = task["status"], plausible_shots(task["shots"])
     if device_type == "qpu":
         if status in ("FAILED", "CANCELLED"):
             return 0.0  # the cost tracker's rule, priced device or not
         price = next(
             (p for key, p in QPU_PRICES.items() if f"{provider}/{name}".startswith(key)), None
         )
-        if price is None:
-            return None
-        return price[0] + task["shots"] * price[1] if status == "COMPLETED" else None
+        if price is None or shots is None or shots < 0:
+            return None  # no price, or shots that would make up a cost
+        return price[0] + shots * price[1] if status == "COMPLETED" else None
     per_minute = SIMULATOR_PER_MINUTE.get(name) if device_type == "simulator" else None
     if per_minute is None:
         return None
     if status == "CANCELLED":
         return 0.0
-    if status in ("COMPLETED", "FAILED") and duration is not None:
+    if status in ("COMPLETED", "FAILED") and duration is not None and duration >= 0:
         return per_minute * max(duration, 3.0) / 60
     return None
 
@@ -90,9 +96,11 @@ def expected_facts(truth: list[dict]) -> dict[str, dict]:
             "provider": provider,
             "device_name": name,
             "status": task["status"],
-            "shots": task["shots"],
+            "shots": plausible_shots(task["shots"]),
             "bucket": task["outputS3Bucket"],
-            "prefix": directory.split("/")[0],  # what the seed groups by
+            # The owner: what the seed groups by (the directory's first segment), except that a
+            # task submitted without a key prefix (its directory the id alone) is owner ''.
+            "prefix": key_prefix.split("/")[0],
             "key_prefix": key_prefix,
             "created_date": created.date(),
             "duration_seconds": duration,
@@ -108,6 +116,7 @@ def close(a, b) -> bool:
 
 
 def add_costs(a, b):
+    """SQL's sum: nulls are left out, and only nulls make null."""
     return b if a is None else a if b is None else a + b
 
 
@@ -133,13 +142,13 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
                 assert got[column] == value, (arn, column, got[column], value)
 
     # marts.daily_usage: tasks, shots and cost per day, region, device, status, bucket, prefix.
-    daily: dict[tuple, list] = defaultdict(lambda: [0, 0, None])
+    daily: dict[tuple, list] = defaultdict(lambda: [0, None, None])
     for fact in expected.values():
         key = tuple(
             fact[c] for c in ("created_date", "region", "device_arn", "status", "bucket", "prefix")
         )
         daily[key][0] += 1
-        daily[key][1] += fact["shots"]
+        daily[key][1] = add_costs(daily[key][1], fact["shots"])
         daily[key][2] = add_costs(daily[key][2], fact["est_cost_usd"])
     rows = table(pipeline, "SELECT * FROM marts.daily_usage")
     got = {
@@ -161,11 +170,11 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
         ("marts.weekly_usage", "week_start_date", lambda d: d - timedelta(days=d.weekday())),
         ("marts.monthly_usage", "month_start_date", lambda d: d.replace(day=1)),
     ):
-        rolled: dict[tuple, list] = defaultdict(lambda: [0, 0, None])
+        rolled: dict[tuple, list] = defaultdict(lambda: [0, None, None])
         for (day, *rest), (tasks, shots, cost) in daily.items():
             entry = rolled[(period_start(day), *rest)]
             entry[0] += tasks
-            entry[1] += shots
+            entry[1] = add_costs(entry[1], shots)
             entry[2] = add_costs(entry[2], cost)
         rows = table(pipeline, f"SELECT * FROM {view}")
         got = {
@@ -191,10 +200,10 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
         {f["device_arn"] for f in expected.values()},
         key=lambda d: sum(1 for f in expected.values() if f["device_arn"] == d),
     )
-    by_status = defaultdict(int)
+    by_status = {}
     for fact in expected.values():
         if fact["device_arn"] == busiest:
-            by_status[fact["status"]] += fact["shots"]
+            by_status[fact["status"]] = add_costs(by_status.get(fact["status"]), fact["shots"])
     rows = table(
         pipeline,
         "SELECT status, sum(shots) AS shots FROM marts.daily_usage WHERE device_arn = ? GROUP BY status",
@@ -204,14 +213,15 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
 
     # Seed question 2, the seed's own loop: shots and ARNs per bucket and bucket/prefix.
     for device, status in ((busiest, "COMPLETED"), (GARNET, "COMPLETED"), (GARNET, "FAILED")):
-        count_dic: dict[str, int] = defaultdict(int)
+        count_dic: dict[str, int | None] = {}
         count_id: dict[str, set] = defaultdict(set)
         for task in truth:
             if task["deviceArn"] == device and task["status"] == status:
+                fact = expected[task["quantumTaskArn"]]
                 bucket = task["outputS3Bucket"]
-                owner = bucket + "/" + task["outputS3Directory"].split("/")[0]
+                owner = bucket + "/" + fact["prefix"]
                 for key in (bucket, owner):
-                    count_dic[key] += task["shots"]
+                    count_dic[key] = add_costs(count_dic.get(key), fact["shots"])
                     count_id[key].add(task["quantumTaskArn"])
         rows = table(
             pipeline,
@@ -226,7 +236,7 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
     waiting: dict[tuple, set] = defaultdict(set)
     for task in truth:
         if task["status"] in ("CREATED", "QUEUED"):
-            key = (task["outputS3Bucket"], task["outputS3Directory"].split("/")[0])
+            key = (task["outputS3Bucket"], expected[task["quantumTaskArn"]]["prefix"])
             waiting[key].add(task["quantumTaskArn"])
     rows = table(
         pipeline,
@@ -241,7 +251,7 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
     for task in truth:
         if task["status"] in ("CREATED", "QUEUED"):
             region = task["quantumTaskArn"].split(":")[3]
-            prefix = task["outputS3Directory"].split("/")[0]
+            prefix = expected[task["quantumTaskArn"]]["prefix"]
             backlog[(region, task["deviceArn"], task["outputS3Bucket"], prefix)].append(task)
     asked = datetime.now(UTC).replace(tzinfo=None)
     rows = table(pipeline, "SELECT * FROM marts.queue_backlog")
@@ -257,7 +267,10 @@ def assert_models_match_truth(pipeline, truth: list[dict]) -> None:
             statuses.count("CREATED"),
             statuses.count("QUEUED"),
         ), key
-        assert row["shots"] == sum(t["shots"] for t in tasks), key
+        shots = None
+        for t in tasks:
+            shots = add_costs(shots, plausible_shots(t["shots"]))
+        assert row["shots"] == shots, key
         assert row["oldest_created_at"] == oldest, key
         # The age counts to the query's own now(), somewhere between asking and the answer.
         low, high = (asked - oldest).total_seconds(), (answered - oldest).total_seconds()
@@ -344,6 +357,44 @@ def test_models_agree_with_a_python_recomputation_of_the_ground_truth(emulator, 
             "createdAt": at(last, 13),
             "endedAt": at(last, 13, 2),
         },  # fmt: skip
+        # Submitted without a key prefix (the directory is the task id): one owner '', waiting
+        # and done, not an owner per task.
+        *(
+            {
+                "region": "eu-north-1",
+                "deviceArn": GARNET,
+                "status": status,
+                "shots": 10,
+                "outputS3Bucket": "amazon-braket-noprefix",
+                "outputS3KeyPrefix": "",
+                "createdAt": at(last, 9),
+                **({"endedAt": at(last, 9, 3)} if status == "COMPLETED" else {}),
+            }
+            for status in ("QUEUED", "QUEUED", "COMPLETED", "COMPLETED")
+        ),
+        # Negative shots: a priced, COMPLETED QPU task whose cost would be 0.30 - 80 = -79.70.
+        {
+            "region": "us-east-1",
+            "deviceArn": "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1",
+            "status": "COMPLETED",
+            "shots": -1000,
+            "outputS3Bucket": "amazon-braket-odd",
+            "createdAt": at(last, 14),
+            "endedAt": at(last, 14, 1),
+        },  # fmt: skip
+        # Absurd shot counts (raw takes 18 digits): their sum overflowed BIGINT in the marts.
+        *(
+            {
+                "region": "us-east-1",
+                "deviceArn": "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1",
+                "status": status,
+                "shots": 999_999_999_999_999_999,
+                "outputS3Bucket": "amazon-braket-odd",
+                "createdAt": at(last, 15),
+                **({"endedAt": at(last, 15, 1)} if status == "COMPLETED" else {}),
+            }
+            for status in ["COMPLETED"] * 10 + ["QUEUED"] * 10
+        ),
         # One owner with a task waiting in each open status: created_tasks and queued_tasks.
         *(
             {
@@ -372,6 +423,23 @@ def test_models_agree_with_a_python_recomputation_of_the_ground_truth(emulator, 
             "oldest_created_at": datetime.combine(last - timedelta(days=2), time(8)),
         }
     ]
+    assert table(
+        pipeline,
+        "SELECT status, tasks, shots FROM marts.daily_usage "
+        "WHERE bucket = 'amazon-braket-noprefix' AND prefix = '' ORDER BY status",
+    ) == [
+        {"status": "COMPLETED", "tasks": 2, "shots": 20},
+        {"status": "QUEUED", "tasks": 2, "shots": 20},
+    ]
+    odd = table(
+        pipeline,
+        "SELECT shots, est_cost_usd, data_issues FROM staging.task_facts "
+        "WHERE bucket = 'amazon-braket-odd' AND status = 'COMPLETED'",
+    )
+    assert len(odd) == 11 and all(r["est_cost_usd"] is None for r in odd)
+    nulled = [r for r in odd if r["shots"] is None]
+    assert len(nulled) == 10 and all("implausible_shots" in r["data_issues"] for r in nulled)
+    assert [r["shots"] for r in odd if r not in nulled] == [-1000]
     assert_model_checks_pass(result)
     meta = materializations(result)
     assert meta["task_facts"]["full_rebuild"] is True

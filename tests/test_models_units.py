@@ -84,19 +84,57 @@ def test_task_and_device_arns_paths_and_duration_are_parsed():
     assert sim["est_cost_usd"] == pytest.approx(0.075 * 3 / 60)  # the 3 s minimum
 
 
-def test_key_prefix_is_the_directory_without_the_task_id():
+def test_key_prefix_is_the_directory_without_the_task_id_and_prefix_its_first_segment():
     facts = stage(
-        stg_row("a", output_s3_directory="a"),  # the directory is only the id
+        stg_row("a", output_s3_directory="a"),  # only the id: submitted with an empty key prefix
         stg_row("b", output_s3_directory="Sandbox/b"),
         stg_row("c", output_s3_directory="elsewhere/x"),  # not ending with the id: kept whole
         stg_row("d", output_s3_directory="dave/experiments/d"),
+        stg_row("e", output_s3_directory="/e"),
+        stg_row("f", output_s3_directory="other-id"),  # one segment, not the id: kept whole
+        stg_row("g", output_s3_directory="xg"),  # ends with the id, but not with "/<id>"
     )
     assert [(f["prefix"], f["key_prefix"]) for f in facts] == [
-        ("a", ""),
+        ("", ""),  # the owner '', not an owner named after the task's own id
         ("Sandbox", "Sandbox"),
         ("elsewhere", "elsewhere/x"),
         ("dave", "dave/experiments"),
+        ("", ""),
+        ("other-id", "other-id"),
+        ("xg", "xg"),
     ]
+
+
+def test_tasks_submitted_without_a_key_prefix_are_one_owner_in_the_marts(tmp_path):
+    """Each such task's directory is its own id: grouped by the id, every task would be an
+    owner of its own, and `prefix = ''` would find none of them."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    raw_insert(
+        con,
+        [
+            ("e1", T0, "QUEUED", 10, T0),
+            ("e2", T0, "QUEUED", 20, T0),
+            ("e3", T0, "COMPLETED", 30, T0),
+            ("e4", T0, "COMPLETED", 40, T0),
+            ("s1", T0, "QUEUED", 50, T0),
+        ],
+    )
+    con.execute(
+        "UPDATE raw.quantum_tasks SET output_s3_directory = split_part(quantum_task_arn, '/', 2) "
+        "WHERE quantum_task_arn LIKE '%/e_'"
+    )
+    build_all(con)
+    assert con.execute(
+        "SELECT status, prefix, tasks, shots FROM marts.daily_usage ORDER BY ALL"
+    ).fetchall() == [("COMPLETED", "", 2, 70), ("QUEUED", "", 2, 30), ("QUEUED", "tasks", 1, 50)]
+    assert con.execute(
+        "SELECT owner, tasks, shots FROM marts.bucket_prefix_tasks "
+        "WHERE level = 'bucket/prefix' AND status = 'COMPLETED'"
+    ).fetchall() == [("amazon-braket-team/", 2, 70)]
+    assert con.execute(
+        "SELECT tasks, shots, task_arns FROM marts.queue_backlog WHERE prefix = ''"
+    ).fetchall() == [(2, 30, [task_arn("e1"), task_arn("e2")])]
 
 
 def test_odd_rows_become_nulls_not_errors():
@@ -137,6 +175,84 @@ def test_failed_and_cancelled_qpu_tasks_cost_nothing_and_unpriced_completed_ones
     assert (cancelled["est_cost_usd"], failed["est_cost_usd"]) == (0.0, None)
 
 
+def test_negative_shots_give_a_null_cost_not_a_negative_one():
+    forte = "arn:aws:braket:us-east-1::device/qpu/ionq/Forte-1"
+    facts = stage(
+        stg_row("c", device_arn=forte, shots=-1000),  # would cost 0.30 - 80 = -79.70
+        stg_row("f", device_arn=forte, shots=-1000, status="FAILED"),  # free whatever its shots
+        stg_row("z", device_arn=forte, shots=0),
+        stg_row("s", device_arn=SV1, shots=-1000, ended_at=T0 + timedelta(seconds=120)),
+        # a simulator billed for a negative run time: no minimum charge, null
+        stg_row("n", device_arn=SV1, ended_at=T0 - timedelta(seconds=120)),
+        stg_row("x", device_arn=SV1, status="CANCELLED", ended_at=T0 - timedelta(seconds=1)),
+    )
+    assert [f["est_cost_usd"] for f in facts] == [
+        None,
+        0.0,
+        pytest.approx(0.30),
+        pytest.approx(0.075 * 2),  # shots are no part of a simulator's cost
+        None,
+        0.0,
+    ]
+    assert facts[0]["shots"] == -1000  # kept: raw flags it negative_shots
+
+
+def test_implausibly_many_shots_are_null_with_a_flag_and_cost_nothing_made_up():
+    from pipelines.models.task_facts import IMPLAUSIBLE_SHOTS, MAX_PLAUSIBLE_SHOTS
+
+    at_bound, above, absurd, simulator = stage(
+        stg_row("b", shots=MAX_PLAUSIBLE_SHOTS),
+        stg_row("a", shots=MAX_PLAUSIBLE_SHOTS + 1, data_issues=["zero_shots"]),
+        stg_row("x", shots=999_999_999_999_999_999),
+        stg_row("s", shots=999_999_999_999_999_999, device_arn=SV1),
+    )
+    assert (at_bound["shots"], at_bound["data_issues"]) == (MAX_PLAUSIBLE_SHOTS, [])
+    assert at_bound["est_cost_usd"] == pytest.approx(0.30 + MAX_PLAUSIBLE_SHOTS * 0.00145)
+    assert (above["shots"], above["est_cost_usd"]) == (None, None)
+    assert above["data_issues"] == ["zero_shots", IMPLAUSIBLE_SHOTS]
+    assert (absurd["shots"], absurd["est_cost_usd"], absurd["data_issues"]) == (
+        None,
+        None,
+        [IMPLAUSIBLE_SHOTS],
+    )
+    assert simulator["shots"] is None and simulator["est_cost_usd"] == pytest.approx(0.075 * 1.5)
+
+
+def test_absurd_shot_counts_never_fail_a_build_and_the_checks_agree(tmp_path):
+    """Raw accepts 18 digits; ten such tasks overflowed sum(shots)::BIGINT in daily_usage and
+    bucket_prefix_tasks, failing every later sync."""
+    from pipelines.models.checks import MODEL_CHECKS
+
+    absurd = 999_999_999_999_999_999
+    rows = [(f"x{i}", T0, "QUEUED" if i % 2 else "COMPLETED", absurd, T0) for i in range(20)]
+    path, warehouse = built_warehouse(tmp_path, [*rows, ("ok", T0, "COMPLETED", 100, T0)])
+    with duckdb.connect(str(path)) as con:
+        assert con.execute("SELECT sum(shots) FROM raw.quantum_tasks").fetchone() == (
+            20 * absurd + 100,  # raw keeps the values
+        )
+        assert con.execute(
+            "SELECT tasks, shots, est_cost_usd, unpriced_tasks FROM marts.daily_usage "
+            "WHERE status = 'COMPLETED'"
+        ).fetchall() == [(11, 100, pytest.approx(0.30 + 100 * 0.00145), 10)]
+        assert con.execute(
+            "SELECT level, tasks, shots FROM marts.bucket_prefix_tasks "
+            "WHERE status = 'QUEUED' ORDER BY level"
+        ).fetchall() == [("bucket", 10, None), ("bucket/prefix", 10, None)]
+        assert con.execute("SELECT tasks, shots FROM marts.queue_backlog").fetchall() == [
+            (10, None)
+        ]
+        assert con.execute(
+            "SELECT count(*) FROM staging.task_facts WHERE list_contains(data_issues, "
+            "'implausible_shots') AND shots IS NULL AND est_cost_usd IS NULL"
+        ).fetchone() == (20,)
+        raw_insert(con, [("later", T0 + timedelta(days=1), "COMPLETED", 5, T0)])
+        build_all(con)  # the next sync
+        assert con.execute("SELECT sum(shots) FROM marts.weekly_usage").fetchone() == (105,)
+    for check in MODEL_CHECKS:
+        result = check(warehouse=warehouse)
+        assert result.passed, (check, result.metadata)
+
+
 def test_a_later_row_of_any_matching_glob_sets_the_price_and_a_same_day_tie_is_an_error(tmp_path):
     from pipelines.models.pricing import PriceTableError
 
@@ -154,8 +270,22 @@ def test_a_later_row_of_any_matching_glob_sets_the_price_and_a_same_day_tie_is_a
     table.write_text(
         header + general + "arn:aws:braket:eu-*::device/qpu/iqm/*,2024-01-01,0.40,0.001,,,tie\n"
     )
-    with pytest.raises(PriceTableError, match=r"lines 2 and 3 both price .*Garnet from 2024-01-01"):
+    with pytest.raises(PriceTableError) as caught:
         stage_tasks(pl.DataFrame(rows, schema=STG_SCHEMA), load_prices(table))
+    assert str(caught.value).startswith(
+        f"{table}: lines 2 and 3 both price {GARNET} from 2024-01-01"
+    )
+
+
+def test_the_price_table_s_path_is_no_part_of_the_task_facts_version(tmp_path):
+    """The path is kept on the frame for errors; a checkout moved elsewhere rebuilds nothing."""
+    from pipelines.models.pricing import PRICES_CSV
+    from pipelines.models.task_facts import task_facts_version
+
+    copy = tmp_path / "prices.csv"
+    copy.write_bytes(PRICES_CSV.read_bytes())
+    assert set(load_prices(copy)["file"]) == {str(copy)}
+    assert task_facts_version(load_prices(copy)) == task_facts_version(load_prices())
 
 
 PRICE_HEADER = (

@@ -79,8 +79,9 @@ class Candidate:
 
     @property
     def prefix(self) -> str:
-        """The first segment of the output directory: the seed's 'prefix' (Sandbox, jobs...)."""
-        return self.directory.split("/", 1)[0]
+        """The first segment of the key prefix: the owner, the seed's 'prefix' (Sandbox,
+        jobs...); '' when the directory is only the task id (an empty key prefix)."""
+        return self.key_prefix.split("/", 1)[0]
 
     @property
     def created_day(self) -> date:

@@ -137,8 +137,8 @@ def _bucket(value: str) -> str:
 def _segment(value: str) -> str:
     if "/" in value:
         raise ValueError(
-            f"{value!r} has a '/': prefix is the first segment of the output directory "
-            "(Sandbox for Sandbox/<task id>); match deeper paths with key_prefix"
+            f"{value!r} has a '/': prefix is the first segment of the output directory's key "
+            "prefix (Sandbox for Sandbox/<task id>); match deeper paths with key_prefix"
         )
     return value
 
@@ -223,15 +223,17 @@ class Match(_Strict):
     )
     prefix: Annotated[str, AfterValidator(_segment)] | None = Field(
         default=None,
-        description="Glob on the first path segment of the task's output directory: "
-        "`Sandbox` for `Sandbox/<task id>`, `jobs` for `jobs/sweep/tasks/<task id>`.",
+        description="Glob on the first path segment of the task's key prefix (its output "
+        "directory without the task id): `Sandbox` for `Sandbox/<task id>`, `jobs` for "
+        "`jobs/sweep/tasks/<task id>`, '' for a directory that is the task id alone. The "
+        "`prefix` of staging.task_facts and the marts.",
         examples=["Sandbox"],
     )
     key_prefix: Annotated[str, AfterValidator(_key_prefix)] | None = Field(
         default=None,
         description="Glob on the output directory without the task id at its end: "
-        "`jobs/sweep/tasks` for `jobs/sweep/tasks/<task id>` (the whole directory when it "
-        "does not end with the id), as the marts' `key_prefix`.",
+        "`jobs/sweep/tasks` for `jobs/sweep/tasks/<task id>`, '' for the id alone, the whole "
+        "directory when it does not end with `/<task id>`; staging.task_facts' `key_prefix`.",
         examples=["jobs/*-sweep/tasks"],
     )
     tags: Tags | None = Field(

@@ -11,6 +11,8 @@
 - queue_backlog
                sums_match_raw: tasks and shots equal raw's waiting tasks (CREATED or QUEUED,
                still returned by the API)
+Raw's shots are summed as task_facts keeps them: without counts above MAX_PLAUSIBLE_SHOTS,
+which task_facts makes null.
 """
 
 import math
@@ -18,6 +20,7 @@ import math
 from dagster import AssetCheckResult, AssetKey, MetadataValue, asset_check
 
 from pipelines.models.assets import task_facts
+from pipelines.models.task_facts import MAX_PLAUSIBLE_SHOTS
 from pipelines.warehouse.resource import WarehouseResource
 
 CHECK_ROWS_MATCH_RAW = "rows_match_raw"
@@ -25,6 +28,8 @@ CHECK_SUMS_MATCH_RAW = "sums_match_raw"
 
 WAITING = "status IN ('CREATED', 'QUEUED') AND NOT is_missing_from_api"
 COST_TOLERANCE_USD = 1e-6  # float sums in a different order differ in the last digits
+# raw's shots as the models count them (task_facts nulls implausible counts)
+RAW_SHOTS = f"sum(shots) FILTER (WHERE shots <= {MAX_PLAUSIBLE_SHOTS})"
 
 
 def _totals(con, sql: str) -> tuple[int, int]:
@@ -103,7 +108,7 @@ def daily_usage_sums_match_raw(warehouse: WarehouseResource) -> AssetCheckResult
             f"""
             WITH r AS (
                 SELECT created_date AS day, coalesce(status, '') AS status, count(*) AS tasks,
-                       coalesce(sum(shots), 0) AS shots
+                       coalesce({RAW_SHOTS}, 0) AS shots
                 FROM raw.quantum_tasks GROUP BY ALL
             ),
             m AS (
@@ -157,7 +162,7 @@ def _usage_check(model: str, table: str):
     )
     def _check(warehouse: WarehouseResource) -> AssetCheckResult:
         with warehouse.read() as con:
-            raw = _totals(con, "SELECT count(*), sum(shots) FROM raw.quantum_tasks")
+            raw = _totals(con, f"SELECT count(*), {RAW_SHOTS} FROM raw.quantum_tasks")
             (facts_cost,) = con.execute(
                 "SELECT coalesce(sum(est_cost_usd), 0) FROM staging.task_facts"
             ).fetchone()
@@ -176,7 +181,7 @@ def _usage_check(model: str, table: str):
 def bucket_prefix_tasks_sums_match_raw(warehouse: WarehouseResource) -> AssetCheckResult:
     """At each level (bucket, bucket/prefix) tasks and shots add up to raw."""
     with warehouse.read() as con:
-        raw = _totals(con, "SELECT count(*), sum(shots) FROM raw.quantum_tasks")
+        raw = _totals(con, f"SELECT count(*), {RAW_SHOTS} FROM raw.quantum_tasks")
         levels = {
             level: (int(tasks or 0), int(shots or 0))
             for level, tasks, shots in con.execute(
@@ -195,7 +200,7 @@ def bucket_prefix_tasks_sums_match_raw(warehouse: WarehouseResource) -> AssetChe
 def queue_backlog_sums_match_raw(warehouse: WarehouseResource) -> AssetCheckResult:
     """Waiting tasks and their shots equal raw's CREATED and QUEUED tasks the API still returns."""
     with warehouse.read() as con:
-        raw = _totals(con, f"SELECT count(*), sum(shots) FROM raw.quantum_tasks WHERE {WAITING}")
+        raw = _totals(con, f"SELECT count(*), {RAW_SHOTS} FROM raw.quantum_tasks WHERE {WAITING}")
         backlog = _totals(con, "SELECT sum(tasks), sum(shots) FROM marts.queue_backlog")
         (arns,) = con.execute(
             "SELECT coalesce(sum(len(task_arns)), 0) FROM marts.queue_backlog"

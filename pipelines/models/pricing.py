@@ -4,12 +4,15 @@ Each price row applies to the device ARNs its glob matches, from its `effective_
 until a later row whose glob also matches the device (a newer specific row overrides an older
 general one, and the other way round); two rows that match one device from the same date are
 an error, as neither can be said to win. Rules (the Braket SDK cost tracker's, see braket-api.md):
-- QPU: per_task_usd + shots * per_shot_usd; FAILED and CANCELLED QPU tasks cost 0.
+- QPU: per_task_usd + shots * per_shot_usd; FAILED and CANCELLED QPU tasks cost 0. A
+  COMPLETED task with negative or unknown shots has a null cost (task_facts also nulls
+  implausibly large shot counts), never a negative or made-up one.
 - Simulator: per_minute_usd * max(duration, minimum_seconds) / 60 for COMPLETED and FAILED
   tasks; CANCELLED cost 0. An upper bound: Braket bills execution time, which only the
   task's results.json in S3 carries (executionDuration); the metadata has createdAt->endedAt,
   which also holds the time queued (25% more than run time over the emulator's history).
-  When the duration is unknown the cost is null, never a made-up 0.
+  When the duration is unknown, or negative (ended before created), the cost is null, never
+  a made-up 0 or minimum charge. Shots do not enter a simulator's cost.
 - A device with no price row has a null cost, except what costs 0 anyway (FAILED and
   CANCELLED QPU tasks, CANCELLED simulator tasks); a task still open has a null cost.
 Estimates only: no discounts, credits or free tier.
@@ -45,6 +48,10 @@ PRICE_COLUMNS = {
     "minimum_seconds": pl.Float64,
     "source": pl.Utf8,
 }
+
+
+# The price table's path, on every row of load_prices' frame (for error messages only).
+FILE_COLUMN = "file"
 
 
 class PriceTableError(ValueError):
@@ -108,7 +115,12 @@ def load_prices(path: Path | None = None) -> pl.DataFrame:
     if problems:
         raise PriceTableError("\n".join(problems))
     # `line` as UInt32, as with_row_index made it: it is part of task_facts_version's hash.
-    return pl.DataFrame(rows, schema={"line": pl.UInt32, **PRICE_COLUMNS})
+    # `file` (FILE_COLUMN) is not: it names the table in device_prices' errors, and a checkout
+    # moved elsewhere is no new price table.
+    return pl.DataFrame(
+        [{FILE_COLUMN: file, **row} for row in rows],
+        schema={FILE_COLUMN: pl.Utf8, "line": pl.UInt32, **PRICE_COLUMNS},
+    )
 
 
 def _header_problems(file: str, header: list[str]) -> list[str]:
@@ -204,8 +216,9 @@ def device_prices(device_arns: list[str], prices: pl.DataFrame) -> pl.DataFrame:
                 continue
             key = (arn, price["effective_from"])
             if key in lines_by_start:
+                file = price.get(FILE_COLUMN) or "price table"
                 raise PriceTableError(
-                    f"price table lines {lines_by_start[key]} and {price.get('line', '?')} both "
+                    f"{file}: lines {lines_by_start[key]} and {price.get('line', '?')} both "
                     f"price {arn} from {price['effective_from']}: change one's effective_from "
                     "or narrow its device_pattern"
                 )
@@ -239,7 +252,8 @@ def with_estimated_cost(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFra
         # FAILED and CANCELLED QPU tasks cost nothing, whatever the device's price.
         pl.when(status.is_in(["FAILED", "CANCELLED"]))
         .then(pl.lit(0.0))
-        .when((status == "COMPLETED") & ~unpriced)
+        # Negative shots would give a negative cost, subtracted from every roll-up.
+        .when((status == "COMPLETED") & ~unpriced & (pl.col("shots") >= 0))
         .then(
             pl.col("per_task_usd").fill_null(0.0)
             + pl.col("shots") * pl.col("per_shot_usd").fill_null(0.0)
@@ -254,7 +268,8 @@ def with_estimated_cost(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFra
         .then(pl.lit(0.0))
         .when(pl.col("per_minute_usd").is_null())
         .then(pl.lit(None, dtype=pl.Float64))
-        .when(status.is_in(["COMPLETED", "FAILED"]) & pl.col("duration_seconds").is_not_null())
+        # A negative duration (ended before created) is no run time to bill a minimum for.
+        .when(status.is_in(["COMPLETED", "FAILED"]) & (pl.col("duration_seconds") >= 0))
         .then(pl.col("per_minute_usd") * billed_seconds / 60.0)
         .otherwise(pl.lit(None, dtype=pl.Float64))
     )

@@ -6,9 +6,12 @@ derives in Polars
 - device_type, provider,    from the device ARN ...:device/qpu/<provider>/<name> (type 'qpu') or
   device_name               ...:device/quantum-simulator/<provider>/<name> (type 'simulator');
                             parsed once per distinct device, then joined
-- prefix                    first path segment of outputS3Directory (what the seed groups by)
 - key_prefix                outputS3Directory without the trailing "/<task id>" (what the
-                            submitter chose; '' when the directory is the id itself)
+                            submitter chose; '' when the directory is the id itself; the whole
+                            directory when it does not end with the id)
+- prefix                    first path segment of key_prefix: the owner (what the seed groups
+                            by; '' for an empty key prefix, not the task id)
+- shots                     raw's, or null above MAX_PLAUSIBLE_SHOTS (flagged implausible_shots)
 - duration_seconds          endedAt - createdAt (queue plus run); null while not ended
 - est_cost_usd              pipelines.models.pricing.with_estimated_cost (data/prices.csv)
 and writes them back. Odd rows never stop a build: what cannot be parsed is null, and raw's
@@ -59,9 +62,9 @@ CREATE OR REPLACE TABLE staging.task_facts (
     provider             VARCHAR,           -- from the device ARN, e.g. ionq, amazon
     device_name          VARCHAR,           -- from the device ARN, e.g. Forte-1, sv1
     status               VARCHAR,
-    shots                BIGINT,
+    shots                BIGINT,            -- null above MAX_PLAUSIBLE_SHOTS
     bucket               VARCHAR,           -- outputS3Bucket
-    prefix               VARCHAR,           -- first path segment of outputS3Directory
+    prefix               VARCHAR,           -- first path segment of key_prefix: the owner
     key_prefix           VARCHAR,           -- outputS3Directory without the trailing task id
     created_at           TIMESTAMP,         -- UTC
     ended_at             TIMESTAMP,         -- UTC; null while the task has not ended
@@ -69,7 +72,7 @@ CREATE OR REPLACE TABLE staging.task_facts (
     duration_seconds     DOUBLE,            -- ended_at - created_at (queue plus run)
     est_cost_usd         DOUBLE,            -- estimate; null when unknown, never a made-up 0
     is_missing_from_api  BOOLEAN NOT NULL,
-    data_issues          VARCHAR[] NOT NULL,
+    data_issues          VARCHAR[] NOT NULL, -- raw's, plus implausible_shots
     raw_updated_at       TIMESTAMP NOT NULL -- raw.quantum_tasks.updated_at it was built from
 );
 """
@@ -90,6 +93,15 @@ SOURCE_DAYS: tuple[str, list] = (
     """,
     [],
 )
+
+# Shot counts above this are treated as bad data: task_facts' shots is null (raw keeps the
+# value) and the task's data_issues gain IMPLAUSIBLE_SHOTS. The shot ranges Braket documents
+# for its devices go up to 100,000 per task (SV1's and DM1's maximum); 100 times that leaves
+# room for new devices, while no sum of shots can overflow BIGINT short of 9e11 tasks.
+# Raw accepts up to 18 digits: ten tasks of 999999999999999999 shots overflowed the marts'
+# sum(shots)::BIGINT and failed every later sync.
+MAX_PLAUSIBLE_SHOTS = 10_000_000
+IMPLAUSIBLE_SHOTS = "implausible_shots"
 
 TASK_ARN = (
     r"^arn:[^:]*:braket:(?<region>[^:]+):(?<account_id>[^:]+):quantum-task/(?<_task_id>[^/]+)$"
@@ -118,11 +130,15 @@ def stage_tasks(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
     """The Polars staging proper: rows of stg_quantum_tasks in, rows of task_facts out."""
     directory = pl.col("output_s3_directory")
     task_id = pl.col("_task_id")
+    # Braket makes the directory `<key prefix>/<task id>`, or the id alone for an empty key
+    # prefix. The owner (prefix) is the key prefix's first segment: for the id alone that is
+    # '', not the id (which would make each such task an owner of its own).
     key_prefix = (
         pl.when(directory == task_id)
         .then(pl.lit(""))
         .otherwise(directory.str.strip_suffix(pl.concat_str([pl.lit("/"), task_id])))
     )
+    implausible = pl.col("shots") > MAX_PLAUSIBLE_SHOTS
     staged = (
         tasks.with_columns(
             pl.col("quantum_task_arn").str.extract_groups(TASK_ARN).alias("_arn_parts")
@@ -130,23 +146,29 @@ def stage_tasks(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
         .unnest("_arn_parts")
         .join(parse_devices(tasks["device_arn"]), on="device_arn", how="left")
         .with_columns(
-            directory.str.extract(r"^([^/]*)", 1).alias("prefix"),
             pl.coalesce(key_prefix, directory).alias("key_prefix"),
+            pl.when(implausible).then(None).otherwise(pl.col("shots")).alias("shots"),
+            pl.when(implausible)
+            .then(pl.col("data_issues").list.concat(pl.lit([IMPLAUSIBLE_SHOTS])))
+            .otherwise(pl.col("data_issues"))
+            .alias("data_issues"),
             ((pl.col("ended_at") - pl.col("created_at")).dt.total_microseconds() / 1e6).alias(
                 "duration_seconds"
             ),
         )
+        .with_columns(pl.col("key_prefix").str.extract(r"^([^/]*)", 1).alias("prefix"))
     )
     return pricing.with_estimated_cost(staged, prices).select(COLUMNS)
 
 
 def task_facts_version(prices: pl.DataFrame) -> str:
     """Changes with anything that shapes a row: this code, the pricing code and table, and
-    the SQL of the view it reads (an edit there must rebuild every day, as here)."""
+    the SQL of the view it reads (an edit there must rebuild every day, as here). Not the
+    price table's path: the same table read from elsewhere prices every task the same."""
     return version_of(
         Path(__file__).read_bytes(),
         Path(pricing.__file__).read_bytes(),
-        prices.write_csv().encode(),
+        prices.drop(pricing.FILE_COLUMN, strict=False).write_csv().encode(),
         SOURCE_SQL.read_bytes(),
     )
 
