@@ -435,6 +435,33 @@ def test_a_queued_run_honours_a_policy_narrowed_or_limited_meanwhile(cleanup):
     assert outcomes(c.audit(run.run_id))[audit.LIMIT_EXCEEDED] == set(more)
 
 
+def test_a_run_that_found_none_of_its_tasks_still_matched_is_not_taken_as_acted_on(cleanup):
+    """The policy was narrowed while its run waited, then restored: the same selection is
+    requested again and cancelled (the sensor said "acted on" and left the tasks queued for
+    good, found by review), up to MAX_ATTEMPTS runs that found nothing to act on."""
+    from pipelines.cleanup.sensors import MAX_ATTEMPTS
+
+    c = cleanup
+    (target,) = c.insert(c.task())
+    c.policies(SANDBOX_EXAMPLE)
+    narrowed = SANDBOX_EXAMPLE.replace("amazon-braket-masumoto", "amazon-braket-other")
+    for _ in range(MAX_ATTEMPTS):
+        (request,) = c.tick().run_requests
+        c.policies(narrowed)
+        run = c.run(request)
+        assert run.success and c.cancel_calls() == 0
+        assert outcomes(c.audit(run.run_id))[audit.SKIPPED_NO_LONGER_MATCHED] == {target}
+        c.policies(SANDBOX_EXAMPLE)
+    skipped = c.tick()
+    assert not skipped.run_requests
+    assert "found none of its tasks still matched when re-read" in skipped.skip_reason.skip_message
+
+    c.insert(c.task())  # a change of its tasks: a new selection, tried again
+    (request,) = c.tick().run_requests
+    run = c.run(request)
+    assert run.success and c.truth()[target]["status"] == "CANCELLING"
+
+
 def test_a_task_whose_live_status_left_the_policys_statuses_is_skipped(cleanup, monkeypatch):
     """A CREATED-only policy: its task was CREATED when planned and is QUEUED when re-read."""
     c = cleanup

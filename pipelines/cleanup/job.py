@@ -231,9 +231,11 @@ def cancel_queued_tasks_op(
                 if summary["breach"]
                 else "errors"
                 if summary["errors"]
-                else "enforced"
-                if mode == "enforce"
                 else "dry-run"
+                if mode == "dry-run"
+                else "enforced"
+                if _acted(item, summary["counts"])
+                else NOTHING_ACTED_ON
             )
     finally:
         # Whatever stopped the loop, what was decided so far reaches the audit if it can, and
@@ -270,6 +272,23 @@ def cancel_queued_tasks_op(
             problems.append("could not act on (see the audit's error rows): " + "; ".join(errored))
         raise Failure(description=". ".join(problems), metadata=metadata, allow_retries=False)
     return Output(dict(totals), metadata=metadata)
+
+
+# An enforcing run that left every selected task to the policy as the file was then (no
+# longer matched, exempt when re-read): the same selection, planned again once the file is
+# restored, is requested again (sensors._history), not taken as acted on.
+NOTHING_ACTED_ON = "nothing-acted-on"
+_TASK_DECIDED = (
+    audit.CANCELLED,
+    audit.SKIPPED_ALREADY_ENDED,
+    audit.SKIPPED_NOT_CANCELLABLE,
+    audit.SKIPPED_NOT_FOUND,
+)
+
+
+def _acted(item: PolicyRun, counts: dict[str, int]) -> bool:
+    selected = sum(task.decision == SELECTED for task in item.tasks)
+    return not selected or any(counts.get(outcome, 0) for outcome in _TASK_DECIDED)
 
 
 def _tag_outcomes(context, outcomes: dict[str, str]) -> None:

@@ -47,6 +47,7 @@ from dagster import (
 from pipelines.braket.resource import BraketResource
 from pipelines.cleanup.job import (
     JOB_NAME,
+    NOTHING_ACTED_ON,
     OUTCOME_TAG_PREFIX,
     SELECTION_TAG_PREFIX,
     cancel_queued_tasks,
@@ -136,6 +137,13 @@ def _history(instance, plan: PolicyPlan) -> tuple[str | None, int]:
         return (
             f"{name}: its run {runs[0].run_id[:8]} was terminated; a change of the policy or "
             "of its tasks is tried again",
+            len(runs),
+        )
+    idle = [r for r in runs if outcome(r) == NOTHING_ACTED_ON]
+    if len(idle) >= MAX_ATTEMPTS:  # the re-read keeps disagreeing with the plan
+        return (
+            f"{name}: {len(idle)} runs (last {idle[0].run_id[:8]}) found none of its tasks "
+            "still matched when re-read; a change of the policy or of its tasks is tried again",
             len(runs),
         )
     failed = [r for r in runs if r.status == DagsterRunStatus.FAILURE]
