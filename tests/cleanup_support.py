@@ -120,6 +120,10 @@ class Cleanup:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+# Audit rows that are steps towards a task's outcome, not the outcome itself.
+STEPS = (audit.MATCHED, audit.CANCEL_REQUESTED)
+
+
 def outcomes(rows: list[dict]) -> dict[str, set[str]]:
     """outcome -> ARNs."""
     out: dict[str, set[str]] = {}

@@ -137,7 +137,11 @@ def test_enforce_leaves_a_policy_whose_run_is_in_flight_to_that_run(cleanup):
     assert result.success
     (said,) = [line for line in lines if line.startswith("policy sandbox-cleanup")]
     assert f"run {running.run_id} of it is still queued or running" in said
-    assert outcomes(c.audit(result.run_id)) == {audit.MATCHED: {qml}, audit.CANCELLED: {qml}}
+    assert outcomes(c.audit(result.run_id)) == {
+        audit.MATCHED: {qml},
+        audit.CANCEL_REQUESTED: {qml},
+        audit.CANCELLED: {qml},
+    }
     assert c.truth()[sandbox]["status"] == "QUEUED"
 
 

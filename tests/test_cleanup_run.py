@@ -18,6 +18,7 @@ from tests.cleanup_support import (
     CEPHEUS,
     FORTE,
     QML,
+    STEPS,
     SV1,
     Cleanup,
     outcomes,
@@ -241,6 +242,7 @@ def test_a_dry_run_changes_nothing_but_records_the_same_shape(cleanup):
                 "acted" if r["outcome"] in (audit.DRY_RUN, audit.CANCELLED) else r["outcome"],
             )
             for r in rows
+            if r["outcome"] != audit.CANCEL_REQUESTED  # an enforce run's step before a call
         )
 
     assert shape(dry_rows) == shape(enforce_rows)
@@ -309,7 +311,7 @@ def test_a_task_that_started_running_is_skipped(cleanup):
     truth = c.truth()
     assert truth[starts]["status"] == "RUNNING"
     assert truth[stays]["status"] in ("CANCELLING", "CANCELLED")
-    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] != "matched"}
+    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] not in STEPS}
     assert rows[starts]["outcome"] == audit.SKIPPED_NOT_CANCELLABLE
     assert rows[starts]["detail"] == "live status RUNNING"
     assert rows[stays]["outcome"] == audit.CANCELLED
@@ -337,7 +339,7 @@ def test_a_task_that_starts_running_between_the_re_read_and_the_cancel(cleanup, 
     run = c.run(request)
     assert run.success
     assert c.truth()[starts]["status"] == "RUNNING"
-    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] != "matched"]
+    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] not in STEPS]
     assert (row["outcome"], row["detail"]) == (
         audit.SKIPPED_NOT_CANCELLABLE,
         "ConflictException: live status RUNNING",
@@ -363,7 +365,7 @@ def test_a_cancel_whose_answer_was_lost_is_audited_by_what_the_task_became(clean
     monkeypatch.setattr(RegionApi, "cancel_task", cancel_then_lose_the_answer)
     run = c.run(request)
     assert run.success
-    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] != "matched"]
+    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] not in STEPS]
     assert row["outcome"] == audit.CANCELLED
     assert row["detail"].startswith("CANCELLING when re-read after CancelQuantumTask failed: ")
     assert c.truth()[arn]["status"] == "CANCELLING"
@@ -371,7 +373,9 @@ def test_a_cancel_whose_answer_was_lost_is_audited_by_what_the_task_became(clean
 
 def test_each_cancellation_is_in_the_audit_before_the_next_call(cleanup, monkeypatch):
     """A run killed mid-way (SIGKILL, OOM) has recorded every cancellation it made: a re-run
-    sees those tasks CANCELLING and skips them, so this run's rows are the only record."""
+    sees those tasks CANCELLING and skips them, so this run's rows are the only record. Its
+    request is committed before the call too: a run killed before the answer's row (which a
+    reader holding the file can delay) still shows it asked (found by review)."""
     c = cleanup
     targets = c.insert(c.task(), c.task(), c.task())
     c.policies(SANDBOX_EXAMPLE)
@@ -380,13 +384,16 @@ def test_each_cancellation_is_in_the_audit_before_the_next_call(cleanup, monkeyp
     audited_before_each_call = []
 
     def audited_then_cancel(self, arn, token):
-        audited_before_each_call.append(len(outcomes(c.audit()).get(audit.CANCELLED, ())))
+        committed = outcomes(c.audit())
+        assert arn in committed.get(audit.CANCEL_REQUESTED, ())
+        audited_before_each_call.append(len(committed.get(audit.CANCELLED, ())))
         return cancel(self, arn, token)
 
     monkeypatch.setattr(RegionApi, "cancel_task", audited_then_cancel)
     assert c.run(request).success
     assert audited_before_each_call == [0, 1, 2]
     assert outcomes(c.audit())[audit.CANCELLED] == set(targets)
+    assert outcomes(c.audit())[audit.CANCEL_REQUESTED] == set(targets)
 
 
 def test_a_queued_run_honours_the_policy_file_as_it_is_when_the_run_starts(cleanup):
@@ -419,7 +426,7 @@ def test_a_queued_run_honours_a_policy_narrowed_or_limited_meanwhile(cleanup):
     c.policies(SANDBOX_EXAMPLE)  # bucket narrowed to amazon-braket-masumoto
     run = c.run(request)
     assert run.success and c.cancel_calls() == 1
-    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] != "matched"}
+    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] not in STEPS}
     assert (rows[elsewhere]["outcome"], rows[elsewhere]["detail"]) == (
         audit.SKIPPED_NO_LONGER_MATCHED,
         "no longer matches match.bucket (when re-read)",
@@ -472,7 +479,7 @@ def test_a_task_whose_live_status_left_the_policys_statuses_is_skipped(cleanup, 
     monkeypatch.setattr(RegionApi, "get_task", lambda s, a: {**reread(s, a), "status": "QUEUED"})
     run = c.run(request)
     assert run.success and c.cancel_calls() == 0
-    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] != "matched"]
+    (row,) = [r for r in c.audit(run.run_id) if r["outcome"] not in STEPS]
     assert (row["outcome"], row["detail"]) == (
         audit.SKIPPED_NO_LONGER_MATCHED,
         "live status QUEUED is not in match.statuses",
@@ -496,7 +503,7 @@ def test_an_exemption_tag_added_after_planning_still_protects_the_task(cleanup, 
     monkeypatch.setattr(RegionApi, "get_task", with_keep_tag)
     run = c.run(request)
     assert run.success
-    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] != "matched"}
+    rows = {r["quantum_task_arn"]: r for r in c.audit(run.run_id) if r["outcome"] not in STEPS}
     assert (rows[tagged]["outcome"], rows[tagged]["detail"]) == (
         audit.SKIPPED_EXEMPT,
         "tag keep=true (when re-read)",

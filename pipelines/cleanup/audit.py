@@ -1,9 +1,13 @@
 """audit.cleanup_actions: one row per decision the cleanup made about a task, never updated.
 
 Grain: one row per (run, policy, task, decision). A task normally gets two rows in a run:
-`matched` when the run starts (what the plan saw), then its outcome:
+`matched` when the run starts (what the plan saw), then its outcome; one it cancels gets
+`cancel_requested` between them, committed before CancelQuantumTask is sent, so a run
+killed before the answer was recorded still shows the request:
 
   outcome                    meaning
+  cancel_requested           CancelQuantumTask is being sent (live status in `detail`);
+                             the next row of the task in the run is its answer
   dry_run                    would have been cancelled (live status re-checked); not cancelled
   cancelled                  CancelQuantumTask answered CANCELLING or CANCELLED
   skipped_exempt             matched, but an exemption protects it
@@ -31,6 +35,7 @@ import pyarrow as pa
 TABLE = "audit.cleanup_actions"
 
 MATCHED = "matched"
+CANCEL_REQUESTED = "cancel_requested"
 DRY_RUN = "dry_run"
 CANCELLED = "cancelled"
 SKIPPED_EXEMPT = "skipped_exempt"

@@ -20,6 +20,7 @@ CancelQuantumTask is paced at its quota (2/s per region, burst 20) by the client
 import hashlib
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -331,7 +332,7 @@ def _run_policy(
 
     def record(task: TaskRef, outcome: str, detail: str = "") -> None:
         writer.add(_audit_row(context.run_id, item, mode, task, outcome, detail))
-        if outcome != audit.MATCHED:
+        if outcome not in (audit.MATCHED, audit.CANCEL_REQUESTED):  # steps, not outcomes
             counts[outcome] += 1
             arns[outcome].append(task.quantum_task_arn)
 
@@ -355,15 +356,23 @@ def _run_policy(
     else:
         # 3. live re-check right before acting, then act
         for task in selected:
-            outcome, detail, called_cancel = _act(api, item.policy, task, mode, policy)
+
+            def requested(status: str, task: TaskRef = task) -> None:
+                # Committed before the call: a run killed before the answer is recorded (a
+                # reader holding the file can delay that write) still shows what it asked
+                # for; a re-run sees CANCELLING and never records it.
+                record(task, audit.CANCEL_REQUESTED, f"live status {status}")
+                writer.flush()
+
+            outcome, detail, called_cancel = _act(
+                api, item.policy, task, mode, policy, before_cancel=requested
+            )
             if outcome == audit.ERROR:
                 errors.append(f"{task.quantum_task_arn}: {detail}")
                 context.log.warning(f"policy {item.policy}: {task.quantum_task_arn}: {detail}")
             record(task, outcome, detail)
             if called_cancel:
-                # Committed before the next call: a run killed later still has the record of
-                # every cancellation it made (a re-run would see CANCELLING and skip it).
-                writer.flush()
+                writer.flush()  # the answer, before the next call
     writer.flush()
     context.log.info(f"policy {item.policy} ({mode}): {dict(counts)}")
     return {
@@ -378,14 +387,21 @@ def _run_policy(
 
 
 def _act(
-    api, name: str, task: TaskRef, mode: str, policy: Policy | None = None
+    api,
+    name: str,
+    task: TaskRef,
+    mode: str,
+    policy: Policy | None = None,
+    before_cancel: Callable[[str], None] = lambda status: None,
 ) -> tuple[str, str, bool]:
     """(outcome, detail, whether CancelQuantumTask was called) for one selected task of
     policy `name`: re-read, then cancel or dry-run. `policy` is the policy as the file is
-    now (None: the plan alone decides)."""
+    now (None: the plan alone decides); `before_cancel` hears the live status right before
+    the call."""
     outcome, detail = _recheck(api, task, mode, policy)
     if outcome is not None:
         return outcome, detail, False
+    before_cancel(detail)
     return (*_cancel(api.regions[task.region], name, task, detail), True)
 
 

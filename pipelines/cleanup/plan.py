@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from pipelines.cleanup import audit
 from pipelines.cleanup.matching import (
     CONDITION_NOT_MET,
     EXEMPT,
@@ -165,7 +166,19 @@ def plan(
 
 
 def audit_lines(rows: list[dict]) -> list[str]:
-    """audit.cleanup_actions rows (audit.read_run) as an aligned table, for the CLI and demo."""
+    """audit.cleanup_actions rows (audit.read_run) as an aligned table, for the CLI and demo.
+    A `cancel_requested` row is left out when the task's answer was recorded after it."""
+    answered = {
+        (r["policy"], r["quantum_task_arn"])
+        for r in rows
+        if r["outcome"] not in (audit.MATCHED, audit.CANCEL_REQUESTED)
+    }
+    rows = [
+        r
+        for r in rows
+        if r["outcome"] != audit.CANCEL_REQUESTED
+        or (r["policy"], r["quantum_task_arn"]) not in answered
+    ]
     if not rows:
         return ["no audit rows"]
     table = [("acted_at (UTC)", "policy", "mode", "outcome", "task", "bucket/key_prefix", "detail")]
@@ -198,7 +211,6 @@ def enforce(
     """Plan, then execute job cancel_queued_tasks in process. Returns the execution result,
     or None when no policy selected anything (then no run is made). Raises EnforceError when
     the run fails, PolicyError for an invalid file."""
-    from pipelines.cleanup import audit
     from pipelines.cleanup.job import JOB_NAME, OP_NAME, run_config_for, selection_tags
     from pipelines.cleanup.sensors import policies_in_flight
     from pipelines.console import console_config
@@ -263,7 +275,7 @@ def enforce(
         rows = audit.read_run(con, result.run_id)
     counts: dict[tuple[str, str], int] = {}
     for row in rows:
-        if row["outcome"] != audit.MATCHED:
+        if row["outcome"] not in (audit.MATCHED, audit.CANCEL_REQUESTED):
             key = (row["policy"], row["outcome"])
             counts[key] = counts.get(key, 0) + 1
     for (policy, outcome), n in sorted(counts.items()):
