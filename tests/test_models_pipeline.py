@@ -46,8 +46,8 @@ def device_parts(device_arn: str) -> tuple[str | None, str | None, str | None]:
 
 
 def plausible_shots(shots: int) -> int | None:
-    """The shots task_facts keeps: an absurd count is bad data, null."""
-    return shots if shots <= MAX_PLAUSIBLE_SHOTS else None
+    """The shots task_facts keeps: an absurd or negative count is bad data, null."""
+    return shots if 0 <= shots <= MAX_PLAUSIBLE_SHOTS else None
 
 
 def hand_cost(task: dict, device_type, provider, name, duration) -> float | None:
@@ -437,9 +437,9 @@ def test_models_agree_with_a_python_recomputation_of_the_ground_truth(emulator, 
         "WHERE bucket = 'amazon-braket-odd' AND status = 'COMPLETED'",
     )
     assert len(odd) == 11 and all(r["est_cost_usd"] is None for r in odd)
-    nulled = [r for r in odd if r["shots"] is None]
-    assert len(nulled) == 10 and all("implausible_shots" in r["data_issues"] for r in nulled)
-    assert [r["shots"] for r in odd if r not in nulled] == [-1000]
+    # Ten absurd counts and the negative one: null in the facts, flagged (raw keeps them).
+    assert all(r["shots"] is None and "implausible_shots" in r["data_issues"] for r in odd)
+    assert sum("negative_shots" in r["data_issues"] for r in odd) == 1
     assert_model_checks_pass(result)
     meta = materializations(result)
     assert meta["task_facts"]["full_rebuild"] is True

@@ -194,7 +194,8 @@ def test_negative_shots_give_a_null_cost_not_a_negative_one():
         None,
         0.0,
     ]
-    assert facts[0]["shots"] == -1000  # kept: raw flags it negative_shots
+    # Null in the facts (summed, it took shots from its totals); raw keeps -1000.
+    assert facts[0]["shots"] is None and "implausible_shots" in facts[0]["data_issues"]
 
 
 def test_implausibly_many_shots_are_null_with_a_flag_and_cost_nothing_made_up():

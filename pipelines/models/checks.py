@@ -11,8 +11,8 @@
 - queue_backlog
                sums_match_raw: tasks and shots equal raw's waiting tasks (CREATED or QUEUED,
                still returned by the API)
-Raw's shots are summed as task_facts keeps them: without counts above MAX_PLAUSIBLE_SHOTS,
-which task_facts makes null.
+Raw's shots are summed as task_facts keeps them: without negative counts and counts above
+MAX_PLAUSIBLE_SHOTS, which task_facts makes null.
 """
 
 import math
@@ -29,7 +29,7 @@ CHECK_SUMS_MATCH_RAW = "sums_match_raw"
 WAITING = "status IN ('CREATED', 'QUEUED') AND NOT is_missing_from_api"
 COST_TOLERANCE_USD = 1e-6  # float sums in a different order differ in the last digits
 # raw's shots as the models count them (task_facts nulls implausible counts)
-RAW_SHOTS = f"sum(shots) FILTER (WHERE shots <= {MAX_PLAUSIBLE_SHOTS})"
+RAW_SHOTS = f"sum(shots) FILTER (WHERE shots BETWEEN 0 AND {MAX_PLAUSIBLE_SHOTS})"
 
 
 def _totals(con, sql: str) -> tuple[int, int]:

@@ -11,7 +11,8 @@ derives in Polars
                             directory when it does not end with the id)
 - prefix                    first path segment of key_prefix: the owner (what the seed groups
                             by; '' for an empty key prefix, not the task id)
-- shots                     raw's, or null above MAX_PLAUSIBLE_SHOTS (flagged implausible_shots)
+- shots                     raw's, or null when negative or above MAX_PLAUSIBLE_SHOTS (flagged
+                            implausible_shots)
 - duration_seconds          endedAt - createdAt (queue plus run); null while not ended
 - est_cost_usd              pipelines.models.pricing.with_estimated_cost (data/prices.csv)
 and writes them back. Odd rows never stop a build: what cannot be parsed is null, and raw's
@@ -62,7 +63,7 @@ CREATE OR REPLACE TABLE staging.task_facts (
     provider             VARCHAR,           -- from the device ARN, e.g. ionq, amazon
     device_name          VARCHAR,           -- from the device ARN, e.g. Forte-1, sv1
     status               VARCHAR,
-    shots                BIGINT,            -- null above MAX_PLAUSIBLE_SHOTS
+    shots                BIGINT,            -- null when < 0 or > MAX_PLAUSIBLE_SHOTS
     bucket               VARCHAR,           -- outputS3Bucket
     prefix               VARCHAR,           -- first path segment of key_prefix: the owner
     key_prefix           VARCHAR,           -- outputS3Directory without the trailing task id
@@ -138,7 +139,8 @@ def stage_tasks(tasks: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
         .then(pl.lit(""))
         .otherwise(directory.str.strip_suffix(pl.concat_str([pl.lit("/"), task_id])))
     )
-    implausible = pl.col("shots") > MAX_PLAUSIBLE_SHOTS
+    # Negative counts too: summed, they took shots away from a device's or owner's total.
+    implausible = (pl.col("shots") > MAX_PLAUSIBLE_SHOTS) | (pl.col("shots") < 0)
     staged = (
         tasks.with_columns(
             pl.col("quantum_task_arn").str.extract_groups(TASK_ARN).alias("_arn_parts")
