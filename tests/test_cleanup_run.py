@@ -571,6 +571,28 @@ def test_budget_condition_cancels_only_groups_over_the_threshold(cleanup):
     assert other_device[0] not in set().union(*found.values())
 
 
+def test_a_when_changed_while_the_run_waited_holds_its_tasks_back(cleanup):
+    """An operator raises the threshold to stop a queued run: the run cancelled anyway, as
+    `when` was not judged again (found by review). Its tasks now wait for the next plan."""
+    c = cleanup
+    tasks = c.insert(*(c.task(age_hours=26, shots=20) for _ in range(3)))  # 60 shots
+    text = SHOT_CAP_EXAMPLE.replace("    mode: dry-run", "    mode: enforce")
+    c.policies(text)
+    (request,) = c.tick().run_requests
+    c.policies(text.replace("queued_shots_at_least: 50", "queued_shots_at_least: 1000"))
+    run = c.run(request)
+    assert run.success and c.cancel_calls() == 0
+    rows = [r for r in c.audit(run.run_id) if r["outcome"] not in STEPS]
+    assert {r["outcome"] for r in rows} == {audit.SKIPPED_CONDITION}
+    assert {r["quantum_task_arn"] for r in rows} == set(tasks)
+    assert rows[0]["detail"].startswith("the policy's `when` changed since it was planned")
+    assert not c.tick().run_requests  # 60 shots are under 1000: nothing to cancel
+
+    c.policies(text)  # restored: planned afresh and acted on
+    (request,) = c.tick().run_requests
+    assert c.run(request).success and c.cancel_calls() == 3
+
+
 def test_a_cost_cap_from_the_sensor_prices_groups_with_the_price_table(cleanup):
     """The sensor's plan loads data/prices.csv: Forte is 0.30 USD a task plus 0.08 a shot."""
     c = cleanup

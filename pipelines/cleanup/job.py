@@ -18,6 +18,7 @@ CancelQuantumTask is paced at its quota (2/s per region, burst 20) by the client
 """
 
 import hashlib
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -77,6 +78,8 @@ class PolicyRun(Config):
     max_cancellations: int
     max_percent: float
     tasks: list[TaskRef]
+    when: str = Field(default="", description="the policy's `when` as planned (JSON)")
+    held_back: str = Field(default="", description="why no task is acted on (set at run start)")
 
 
 class CancelQueuedTasksConfig(Config):
@@ -85,8 +88,8 @@ class CancelQueuedTasksConfig(Config):
     policies_file: str = Field(
         default="",
         description="the policy file the plan came from; re-read when the run starts, so a "
-        "policy switched to dry-run, narrowed, given lower limits or more exemptions, or "
-        "removed meanwhile is honoured",
+        "policy switched to dry-run, narrowed, given lower limits, more exemptions or another "
+        "`when`, or removed meanwhile is honoured",
     )
 
 
@@ -96,13 +99,26 @@ def _as_written_now(item: PolicyRun, now: Policy | None) -> PolicyRun | None:
     warehouse pool) while an operator reacts to what the sensor selected."""
     if now is None:
         return None
+    # The groups were judged by the `when` as planned; a changed one (a threshold raised to
+    # hold the run back, say) is not judged again here: the tasks wait for the next plan.
+    held_back = (
+        "the policy's `when` changed since it was planned: the next evaluation plans its "
+        "groups again"
+        if item.when and item.when != _when_text(now)
+        else ""
+    )
     return item.model_copy(
         update={
             "mode": "dry-run" if "dry-run" in (item.mode, now.mode) else "enforce",
             "max_cancellations": min(item.max_cancellations, now.limits.max_cancellations),
             "max_percent": min(item.max_percent, now.limits.max_percent),
+            "held_back": held_back,
         }
     )
+
+
+def _when_text(policy: Policy) -> str:
+    return json.dumps(policy.when.model_dump(mode="json") if policy.when else None)
 
 
 SELECTION_TAG_PREFIX = "cleanup-selection/"
@@ -137,6 +153,7 @@ def run_config_for(
                 "max_cancellations": plan.policy.limits.max_cancellations,
                 "max_percent": plan.policy.limits.max_percent,
                 "tasks": tasks,
+                "when": _when_text(plan.policy),
             }
         )
     # Absolute: a re-execution from the UI runs in the webserver's or daemon's directory.
@@ -349,7 +366,11 @@ def _run_policy(
     # 2. limits on the whole selection, before any action
     limits = Limits(max_cancellations=item.max_cancellations, max_percent=item.max_percent)
     breach = limits.breach(len(selected), item.scope)
-    if breach:
+    if item.held_back:
+        context.log.warning(f"policy {item.policy}: {item.held_back}")
+        for task in selected:
+            record(task, audit.SKIPPED_CONDITION, item.held_back)
+    elif breach:
         context.log.error(f"policy {item.policy}: limit exceeded, cancelling nothing: {breach}")
         for task in selected:
             record(task, audit.LIMIT_EXCEEDED, breach)
@@ -408,7 +429,8 @@ def _act(
 def _recheck(api, task: TaskRef, mode: str, policy: Policy | None) -> tuple[str | None, str]:
     """The live re-read: (an outcome without cancelling, detail), or (None, live status)
     when the task is to be cancelled. The `when` condition is not evaluated again: it is
-    about the planned group as a whole."""
+    about the planned group as a whole (a changed `when` holds the policy back instead, see
+    _as_written_now)."""
     scope = api.regions.get(task.region)
     if scope is None:
         return audit.ERROR, f"region {task.region} is not configured (BRAKET_REGIONS)"
