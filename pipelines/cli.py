@@ -241,18 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"braket-warehouse: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return _interrupted()
-    except Exception as exc:
-        # Dagster turns Ctrl-C inside a run into its own error, raised past the run.
-        if type(exc).__name__ == "DagsterExecutionInterruptedError":
-            return _interrupted()
-        raise
+        print("braket-warehouse: interrupted", file=sys.stderr)
+        return 130
     return 0
-
-
-def _interrupted() -> int:
-    print("braket-warehouse: interrupted", file=sys.stderr)
-    return 130
 
 
 if __name__ == "__main__":
