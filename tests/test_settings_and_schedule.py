@@ -12,6 +12,20 @@ import pytest
 from pipelines.settings import PROJECT_ROOT, SettingsError, load_settings
 from tests.pipeline_harness import hold_in_another_process
 
+CLI = Path(sys.executable).parent / "braket-warehouse"
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120, **kwargs):
+    """`braket-warehouse ARGS` in a process of its own, with only `env` and a PATH set."""
+    return subprocess.run(
+        [str(CLI), *args],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
 
 def test_defaults_cover_every_region_and_the_project_database():
     settings = load_settings({})
@@ -76,14 +90,7 @@ def test_the_sync_cron_is_checked_when_the_definitions_load(cron, ok):
     [("BRAKET_REGIONS", "nowhere-1"), ("BRAKET_SYNC_CRON", "every hour")],  # settings, definitions
 )
 def test_cli_reports_bad_configuration_without_a_traceback(tmp_path, variable, value):
-    cli = Path(sys.executable).parent / "braket-warehouse"
-    proc = subprocess.run(
-        [str(cli), "sync", "--skip-models"],
-        env={variable: value, "DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli("sync", "--skip-models", env={variable: value, "DAGSTER_HOME": str(tmp_path)})
     assert proc.returncode != 0
     assert proc.stderr.startswith(f"braket-warehouse: bad configuration: {variable}: {value!r}")
     assert "Traceback" not in proc.stderr
@@ -169,22 +176,18 @@ def test_the_cli_reports_a_bad_dagster_home_in_one_line(tmp_path, unused_port, c
     import duckdb
 
     home, says = _bad_home(tmp_path, case)
-    cli = Path(sys.executable).parent / "braket-warehouse"
     demo_file = tmp_path / "demo.duckdb"  # an earlier demo's (no tasks): the demo may replace it
     with duckdb.connect(str(demo_file)) as con:
         con.execute("CREATE SCHEMA raw; CREATE TABLE raw.quantum_tasks (account_id VARCHAR)")
-    proc = subprocess.run(
-        [str(cli), *command, *(["--warehouse", str(demo_file)] if command[0] == "demo" else [])],
+    proc = run_cli(
+        *command,
+        *(["--warehouse", str(demo_file)] if command[0] == "demo" else []),
         env={
             "DAGSTER_HOME": home,
             "BRAKET_ENDPOINT_URL": f"http://127.0.0.1:{unused_port}",
             "BRAKET_WAREHOUSE_DB": str(tmp_path / "w.duckdb"),
-            "PATH": "/usr/bin:/bin",
         },
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.splitlines()
@@ -210,18 +213,13 @@ def test_a_warehouse_path_that_cannot_be_a_duckdb_file_is_refused_at_start(
     with pytest.raises(SettingsError, match=f"BRAKET_WAREHOUSE_DB: {problems[text]}"):
         load_settings({"BRAKET_WAREHOUSE_DB": str(text)})
     stats = emulator.stats()
-    cli = Path(sys.executable).parent / "braket-warehouse"
-    proc = subprocess.run(
-        [str(cli), "sync", "--start", "2025-01-01", "--end", "2025-01-02"],
+    proc = run_cli(
+        *("sync", "--start", "2025-01-01", "--end", "2025-01-02"),
         env={
             "BRAKET_WAREHOUSE_DB": str(text),
             "BRAKET_ENDPOINT_URL": emulator.url,
             "DAGSTER_HOME": str(tmp_path / "home"),
-            "PATH": "/usr/bin:/bin",
         },
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert proc.returncode == 2
     assert (
@@ -453,18 +451,13 @@ def test_the_cli_says_a_future_start_is_in_the_future(tmp_path, unused_port):
 
     today = datetime.now(UTC).date()
     future = today + timedelta(days=30)
-    cli = Path(sys.executable).parent / "braket-warehouse"
-    proc = subprocess.run(
-        [str(cli), "sync", "--start", future.isoformat()],
+    proc = run_cli(
+        *("sync", "--start", future.isoformat()),
         env={
             "BRAKET_ENDPOINT_URL": f"http://127.0.0.1:{unused_port}",
             "BRAKET_WAREHOUSE_DB": str(tmp_path / "w.duckdb"),
             "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-            "PATH": "/usr/bin:/bin",
         },
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert proc.returncode == 1
     assert proc.stderr == (
@@ -476,19 +469,15 @@ def test_the_cli_says_a_future_start_is_in_the_future(tmp_path, unused_port):
 def test_a_sync_against_an_endpoint_that_does_not_answer_ends_in_a_few_lines(tmp_path, unused_port):
     """Dagster's console printed each failure event's stack (some 300 lines); the run's event
     log keeps them, the console its first lines, and the CLI says what to check."""
-    cli = Path(sys.executable).parent / "braket-warehouse"
     url = f"http://127.0.0.1:{unused_port}"
-    proc = subprocess.run(
-        [str(cli), "sync", "--skip-models"],
+    proc = run_cli(
+        *("sync", "--skip-models"),
         env={
             "BRAKET_ENDPOINT_URL": url,
             "BRAKET_REGIONS": "us-west-1",
             "BRAKET_WAREHOUSE_DB": str(tmp_path / "w.duckdb"),
             "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-            "PATH": "/usr/bin:/bin",
         },
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 1
